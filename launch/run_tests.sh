@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command of the README: sets up .venv if needed, then runs the default (fast) test suite.
+# Extra arguments go to pytest, e.g. `bash launch/run_tests.sh -m slow`.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/launch/setup_env.sh"
+cd "$ROOT"
+exec python -m pytest -q "$@"

@@ -1,0 +1,1 @@
+"""study: educational recommenders from learning-platform logs, in JAX."""
