@@ -1,0 +1,575 @@
+"""Reading and validating the raw input files: interactions, roster and schools (CSV or Parquet).
+
+Files are read in large chunks inside a DoFn (pyarrow's streaming CSV reader, Parquet record
+batches) and validated with vectorized NumPy/pandas operations. Good records leave as per-student
+batches; bad ones leave as dead letters ``{"source", "line", "reason", "record"}``; per-chunk
+counters leave on a ``stats`` output.
+
+Columns follow ``study.data.raw_schema``: canonical names, or the official STUDY release's aliases
+where the canonical name is absent. ``line`` is the 1-based data line of a CSV file (the header is
+line 0) or the 1-based row index of a Parquet file.
+
+A file that cannot be read at all (no match, unknown format, missing columns, no data) raises
+``InputError`` from ``inspect_inputs`` before the pipeline starts.
+"""
+
+import dataclasses
+import json
+from typing import NamedTuple
+
+import apache_beam as beam
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from study.data import raw_schema
+
+DEAD_LETTER = "dead_letter"
+STATS = "stats"
+
+# Bits of the global input order key reserved for the line number: order = file_index << 40 | line.
+_LINE_BITS = 40
+
+
+class InputError(ValueError):
+    """An input file cannot be used at all; the message says which file and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FileKind:
+    """Column contract of one kind of raw input file."""
+
+    name: str  # "interactions", "roster", "schools"
+    required: tuple
+    optional: tuple
+    aliases: dict  # official column -> canonical column
+
+
+INTERACTIONS = FileKind(
+    "interactions",
+    raw_schema.INTERACTION_COLUMNS,
+    raw_schema.INTERACTION_OPTIONAL,
+    raw_schema.INTERACTION_ALIASES,
+)
+ROSTER = FileKind(
+    "roster", raw_schema.ROSTER_COLUMNS, raw_schema.ROSTER_OPTIONAL, raw_schema.ROSTER_ALIASES
+)
+SCHOOLS = FileKind(
+    "schools", raw_schema.SCHOOL_COLUMNS, raw_schema.SCHOOL_OPTIONAL, raw_schema.SCHOOL_ALIASES
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class InputFile:
+    """One readable input file: its index (for the input order), path, format and column map."""
+
+    index: int
+    path: str
+    file_format: str  # "csv" or "parquet"
+    columns: dict  # canonical column -> column name in the file
+    has_rows: bool = True  # False when the file holds a header only
+
+
+class InteractionBatch(NamedTuple):
+    """Some interactions of one student, in input order. Arrays are ``[n]``.
+
+    items: ``<U`` array of raw item ids; timestamps: int64 seconds since the epoch;
+    orders: int64 global input order (``file_index << 40 | line``).
+    """
+
+    items: np.ndarray
+    timestamps: np.ndarray
+    orders: np.ndarray
+
+
+def input_order(file_index: int, line) -> np.ndarray:
+    """Global input order key of (file, line), int64; sorts files first, then lines."""
+    return (np.int64(file_index) << _LINE_BITS) | np.asarray(line, dtype=np.int64)
+
+
+def order_to_file_line(order: int) -> tuple:
+    """Inverse of ``input_order``: (file_index, line)."""
+    order = int(order)
+    return order >> _LINE_BITS, order & ((1 << _LINE_BITS) - 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inspection before the pipeline runs.
+
+
+def _file_format(path: str) -> str | None:
+    name = path.lower()
+    for suffix in (".gz", ".bz2", ".zst", ".deflate"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if name.endswith((".csv", ".tsv", ".txt")):
+        return "csv"
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    return None
+
+
+def resolve_columns(present: list, kind: FileKind, path: str) -> dict:
+    """Canonical column -> column in the file, canonical names first, official aliases second."""
+    present_set = set(present)
+    alias_for = {canonical: official for official, canonical in kind.aliases.items()}
+    columns = {}
+    for canonical in kind.required + kind.optional:
+        if canonical in present_set:
+            columns[canonical] = canonical
+        elif alias_for.get(canonical) in present_set:
+            columns[canonical] = alias_for[canonical]
+    missing = [c for c in kind.required if c not in columns]
+    if missing:
+        wanted = ", ".join(
+            f"{c}" + (f" (or {alias_for[c]})" if c in alias_for else "") for c in missing
+        )
+        raise InputError(
+            f"{kind.name} file {path}: missing required column(s) {wanted}; found columns "
+            f"{present}. Rename the columns or pass the right file (see study/data/raw_schema.py)."
+        )
+    return columns
+
+
+def _open(path: str):
+    return FileSystems.open(path)
+
+
+def _csv_header_and_has_rows(path: str) -> tuple:
+    with _open(path) as handle:
+        reader = pa_csv.open_csv(
+            handle,
+            read_options=pa_csv.ReadOptions(block_size=1 << 16, use_threads=False),
+            parse_options=pa_csv.ParseOptions(invalid_row_handler=lambda row: "skip"),
+        )
+        header = reader.schema.names
+        has_rows = False
+        for batch in reader:
+            if batch.num_rows:
+                has_rows = True
+                break
+    return header, has_rows
+
+
+def inspect_file(index: int, path: str, kind: FileKind) -> InputFile:
+    """Checks that a file is readable and has the columns of ``kind``; raises ``InputError``."""
+    file_format = _file_format(path)
+    if file_format is None:
+        raise InputError(
+            f"{kind.name} file {path}: unknown format; use a .csv (optionally .gz) or .parquet file."
+        )
+    try:
+        if file_format == "csv":
+            header, has_rows = _csv_header_and_has_rows(path)
+        else:
+            with _open(path) as handle:
+                parquet = pq.ParquetFile(handle)
+                header = parquet.schema_arrow.names
+                has_rows = parquet.metadata.num_rows > 0
+    except InputError:
+        raise
+    except (OSError, pa.ArrowException, ValueError) as error:
+        raise InputError(
+            f"{kind.name} file {path}: cannot be read as {file_format} ({error}). "
+            f"Check the file is a valid {file_format} file."
+        ) from None
+    columns = resolve_columns(header, kind, path)
+    return InputFile(
+        index=index, path=path, file_format=file_format, columns=columns, has_rows=has_rows
+    )
+
+
+def expand_pattern(patterns: str, kind: FileKind) -> list:
+    """Comma-separated glob patterns -> sorted file paths; raises ``InputError`` when none match."""
+    paths = []
+    for pattern in [p.strip() for p in patterns.split(",") if p.strip()]:
+        try:
+            matched = FileSystems.match([pattern])[0].metadata_list
+        except Exception as error:  # Beam raises BeamIOError for unreachable filesystems
+            raise InputError(f"{kind.name} input {pattern}: cannot be listed ({error}).") from None
+        if not matched:
+            raise InputError(
+                f"{kind.name} input {pattern}: no file matches. Check the path or glob pattern."
+            )
+        paths.extend(sorted(m.path for m in matched))
+    if not paths:
+        raise InputError(f"{kind.name} input is empty: pass --{kind.name}=PATH_OR_GLOB.")
+    return sorted(dict.fromkeys(paths))
+
+
+def inspect_inputs(patterns: str, kind: FileKind, require_rows: bool = False) -> list:
+    """All files of one input, inspected (``InputFile`` each), file indices 0..n-1."""
+    files = [inspect_file(i, path, kind) for i, path in enumerate(expand_pattern(patterns, kind))]
+    if require_rows and not any(f.has_rows for f in files):
+        names = ", ".join(f.path for f in files)
+        raise InputError(
+            f"{kind.name} input has no data rows (only headers) in {names}. Pass the files "
+            f"holding the {kind.name}."
+        )
+    return files
+
+
+# ---------------------------------------------------------------------------------------------
+# Chunked reading.
+
+
+def _string_column(array: pa.Array) -> np.ndarray:
+    """Any arrow column -> object array of stripped str, nulls as ""."""
+    if not pa.types.is_string(array.type) and not pa.types.is_large_string(array.type):
+        if pa.types.is_floating(array.type):
+            # Float ids (a CSV column read by another tool) print without a trailing ".0".
+            as_int = pc.cast(array, pa.int64(), safe=False)
+            exact = pc.equal(pc.cast(as_int, array.type), array)
+            array = pc.if_else(exact, pc.cast(as_int, pa.string()), pc.cast(array, pa.string()))
+        else:
+            array = pc.cast(array, pa.string())
+    array = pc.utf8_trim_whitespace(pc.fill_null(array, ""))
+    return array.to_numpy(zero_copy_only=False)
+
+
+def parse_timestamps(values) -> tuple:
+    """Raw timestamps -> (``[n] int64`` seconds since the epoch, ``[n] bool`` parsed).
+
+    Accepts ISO dates, ISO datetimes (with or without zone; naive is UTC), epoch seconds (digits,
+    optionally with a fraction, floored), and arrow timestamp / date / integer columns.
+    """
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        kind = values.type
+        if pa.types.is_timestamp(kind):
+            if kind.tz is None:
+                values = pc.assume_timezone(values, "UTC")
+            seconds = pc.cast(pc.cast(values, pa.timestamp("s", tz="UTC"), safe=False), pa.int64())
+            parsed = pc.is_valid(seconds).to_numpy(zero_copy_only=False)
+            return np.asarray(pc.fill_null(seconds, 0), dtype=np.int64), parsed
+        if pa.types.is_date(kind):
+            days = pc.cast(pc.cast(values, pa.date32()), pa.int32())
+            parsed = pc.is_valid(days).to_numpy(zero_copy_only=False)
+            return np.asarray(pc.fill_null(days, 0), dtype=np.int64) * 86400, parsed
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+            valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
+            numbers = np.asarray(pc.fill_null(pc.cast(values, pa.float64()), 0.0))
+            finite = valid & np.isfinite(numbers)
+            return np.floor(np.where(finite, numbers, 0)).astype(np.int64), finite
+        try:  # fast path: a column of whole epoch seconds
+            seconds = pc.cast(pc.utf8_trim_whitespace(values), pa.int64())
+            if seconds.null_count == 0:
+                return np.asarray(seconds, dtype=np.int64), np.ones(len(seconds), dtype=bool)
+        except pa.ArrowInvalid:
+            pass
+        values = _string_column(values)
+    texts = pd.Series(np.asarray(values, dtype=object), dtype="string").str.strip()
+    seconds = np.zeros(len(texts), dtype=np.int64)
+    parsed = np.zeros(len(texts), dtype=bool)
+    numeric = texts.str.fullmatch(r"[+-]?\d+(\.\d*)?").fillna(False).to_numpy(dtype=bool)
+    if numeric.any():
+        numbers = pd.to_numeric(texts[numeric], errors="coerce").to_numpy(dtype=float)
+        ok = np.isfinite(numbers)
+        seconds[np.flatnonzero(numeric)[ok]] = np.floor(numbers[ok]).astype(np.int64)
+        parsed[np.flatnonzero(numeric)[ok]] = True
+    others = ~numeric & (texts != "").fillna(False).to_numpy(dtype=bool)
+    if others.any():
+        dates = pd.to_datetime(texts[others], format="ISO8601", utc=True, errors="coerce")
+        ok = dates.notna().to_numpy()
+        values_s = dates[ok].dt.as_unit("s").astype("int64").to_numpy()
+        seconds[np.flatnonzero(others)[ok]] = values_s
+        parsed[np.flatnonzero(others)[ok]] = True
+    return seconds, parsed
+
+
+def read_chunks(input_file: InputFile, chunk_bytes: int):
+    """Yields ``(columns, lines, malformed)`` per chunk of a file.
+
+    columns: canonical name -> arrow array (CSV: strings); lines: ``[n] int64`` 1-based data line /
+    row index of each good row; malformed: list of ``(line, raw text)`` of CSV lines with a wrong
+    number of fields found while reading this chunk.
+    """
+    wanted = input_file.columns  # canonical -> file column
+    if input_file.file_format == "parquet":
+        with _open(input_file.path) as handle:
+            parquet = pq.ParquetFile(handle)
+            next_line = 1
+            batch_rows = max(1024, chunk_bytes // 64)
+            for batch in parquet.iter_batches(
+                batch_size=batch_rows, columns=list(dict.fromkeys(wanted.values()))
+            ):
+                lines = np.arange(next_line, next_line + batch.num_rows, dtype=np.int64)
+                next_line += batch.num_rows
+                yield {c: batch.column(f) for c, f in wanted.items()}, lines, []
+        return
+    malformed_lines = []
+
+    def on_invalid_row(row):
+        # Serial parsing (use_threads=False) gives physical line numbers; the header is line 1.
+        malformed_lines.append((int(row.number) - 1 if row.number else -1, row.text))
+        return "skip"
+
+    with _open(input_file.path) as handle:
+        reader = pa_csv.open_csv(
+            handle,
+            read_options=pa_csv.ReadOptions(block_size=chunk_bytes, use_threads=False),
+            parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid_row),
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=list(dict.fromkeys(wanted.values())),
+                column_types={f: pa.string() for f in wanted.values()},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        next_line = 1
+        pending = []  # malformed lines not yet placed
+        for batch in reader:
+            pending.extend(malformed_lines)
+            reported = list(malformed_lines)
+            malformed_lines.clear()
+            taken = {line for line, _ in pending}
+            count = batch.num_rows
+            candidates = np.arange(next_line, next_line + count + len(taken), dtype=np.int64)
+            if taken:
+                candidates = candidates[~np.isin(candidates, list(taken))]
+            lines = candidates[:count]
+            if count:
+                next_line = int(lines[-1]) + 1
+            pending = [(line, text) for line, text in pending if line >= next_line]
+            yield {c: batch.column(f) for c, f in wanted.items()}, lines, reported
+        if malformed_lines:
+            yield {c: pa.array([], pa.string()) for c in wanted}, np.zeros(0, np.int64), list(
+                malformed_lines
+            )
+
+
+def _dead_letter(source: str, line: int, reason: str, record: dict) -> dict:
+    return {"source": source, "line": int(line), "reason": reason, "record": record}
+
+
+def _malformed_letters(input_file: InputFile, malformed: list) -> list:
+    return [
+        _dead_letter(input_file.path, line, "malformed_line", {"text": text})
+        for line, text in malformed
+    ]
+
+
+class _ReadFileDoFn(beam.DoFn):
+    """Reads one ``InputFile`` in chunks; subclasses validate a chunk."""
+
+    kind: FileKind
+
+    def __init__(self, chunk_bytes: int):
+        self._chunk_bytes = chunk_bytes
+
+    def process(self, input_file: InputFile):
+        for columns, lines, malformed in read_chunks(input_file, self._chunk_bytes):
+            stats = {f"{self.kind.name}/rows_in": len(lines) + len(malformed)}
+            for letter in _malformed_letters(input_file, malformed):
+                stats[f"{self.kind.name}/dead/malformed_line"] = (
+                    stats.get(f"{self.kind.name}/dead/malformed_line", 0) + 1
+                )
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, letter)
+            if len(lines):
+                for output in self.validate(input_file, columns, lines, stats):
+                    yield output
+            yield beam.pvalue.TaggedOutput(STATS, stats)
+
+    def validate(self, input_file, columns, lines, stats):
+        raise NotImplementedError
+
+    def _reject(self, input_file, texts, lines, bad_mask, reason, stats):
+        """Dead letters for ``bad_mask`` rows; returns the rows left."""
+        for i in np.flatnonzero(bad_mask):
+            record = {name: str(values[i]) for name, values in texts.items()}
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTER, _dead_letter(input_file.path, lines[i], reason, record)
+            )
+        count = int(bad_mask.sum())
+        if count:
+            key = f"{self.kind.name}/dead/{reason}"
+            stats[key] = stats.get(key, 0) + count
+
+
+class ReadInteractionFileDoFn(_ReadFileDoFn):
+    """InputFile -> ``(student_id, InteractionBatch)`` per student and chunk; dead letters; stats."""
+
+    kind = INTERACTIONS
+
+    def validate(self, input_file, columns, lines, stats):
+        students = _string_column(columns["student_id"])
+        items = _string_column(columns["item_id"])
+        timestamps, parsed = parse_timestamps(columns["timestamp"])
+        texts = {
+            "student_id": students,
+            "item_id": items,
+            "timestamp": _string_column(columns["timestamp"]),
+        }
+        missing_student = students == ""
+        missing_item = ~missing_student & (items == "")
+        bad_time = ~missing_student & ~missing_item & ~parsed
+        yield from self._reject(input_file, texts, lines, missing_student, "missing_student_id", stats)
+        yield from self._reject(input_file, texts, lines, missing_item, "missing_item_id", stats)
+        yield from self._reject(input_file, texts, lines, bad_time, "unparseable_timestamp", stats)
+        good = np.flatnonzero(~(missing_student | missing_item | bad_time))
+        if not len(good):
+            return
+        # Fixed-width unicode pickles as one buffer, much faster than an object array of str.
+        students, items, timestamps = students[good], items[good].astype(str), timestamps[good]
+        orders = input_order(input_file.index, lines[good])
+        # Group rows by student with integer codes (sorting object arrays is slow).
+        encoded = pc.dictionary_encode(pa.array(students, pa.string()))
+        codes = encoded.indices.to_numpy()
+        names = encoded.dictionary.to_pylist()
+        by_student = np.argsort(codes, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(names)))])
+        for code, name in enumerate(names):
+            rows = by_student[bounds[code] : bounds[code + 1]]
+            yield name, InteractionBatch(items[rows], timestamps[rows], orders[rows])
+
+
+class ReadRosterFileDoFn(_ReadFileDoFn):
+    """InputFile -> ``(student_id, roster record dict)``; dead letters; stats."""
+
+    kind = ROSTER
+
+    def validate(self, input_file, columns, lines, stats):
+        texts = {name: _string_column(values) for name, values in columns.items()}
+        missing_student = texts["student_id"] == ""
+        missing_school = ~missing_student & (texts["school_id"] == "")
+        yield from self._reject(input_file, texts, lines, missing_student, "missing_student_id", stats)
+        yield from self._reject(input_file, texts, lines, missing_school, "missing_school_id", stats)
+        orders = input_order(input_file.index, lines)
+        names = list(texts)
+        for i in np.flatnonzero(~(missing_student | missing_school)):
+            record = {name: texts[name][i] for name in names}
+            record["order"] = int(orders[i])
+            yield record["student_id"], record
+
+
+class ReadSchoolFileDoFn(_ReadFileDoFn):
+    """InputFile -> ``(school_id, school record dict)``; dead letters; stats."""
+
+    kind = SCHOOLS
+
+    def validate(self, input_file, columns, lines, stats):
+        texts = {name: _string_column(values) for name, values in columns.items()}
+        missing_school = texts["school_id"] == ""
+        yield from self._reject(input_file, texts, lines, missing_school, "missing_school_id", stats)
+        orders = input_order(input_file.index, lines)
+        for i in np.flatnonzero(~missing_school):
+            record = {name: texts[name][i] for name in texts}
+            record["order"] = int(orders[i])
+            yield record["school_id"], record
+
+
+class ReadRawFiles(beam.PTransform):
+    """Inspected input files -> tagged outputs ``good``, ``dead_letter``, ``stats``."""
+
+    _DO_FNS = {
+        "interactions": ReadInteractionFileDoFn,
+        "roster": ReadRosterFileDoFn,
+        "schools": ReadSchoolFileDoFn,
+    }
+
+    def __init__(self, files: list, kind: FileKind, chunk_bytes: int = 64 << 20):
+        super().__init__()
+        self._files = files
+        self._kind = kind
+        self._chunk_bytes = chunk_bytes
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "ListFiles" >> beam.Create(self._files)
+            # Files spread over workers, one reader each.
+            | "Reshuffle" >> beam.Reshuffle()
+            | "ReadChunks"
+            >> beam.ParDo(self._DO_FNS[self._kind.name](self._chunk_bytes)).with_outputs(
+                DEAD_LETTER, STATS, main="good"
+            )
+        )
+
+
+class SchoolTable(beam.PTransform):
+    """``(school_id, record)`` -> one ``(school_id, record)`` per school (first in input order);
+    duplicates leave on the ``dead_letter`` output and are counted on ``stats``."""
+
+    def expand(self, schools):
+        return (
+            schools
+            | "GroupBySchool" >> beam.GroupByKey()
+            | "KeepFirst"
+            >> beam.FlatMap(_first_school, self.file_paths).with_outputs(
+                DEAD_LETTER, STATS, main="good"
+            )
+        )
+
+    def __init__(self, file_paths: list):
+        super().__init__()
+        self.file_paths = file_paths
+
+
+def _first_school(keyed, file_paths):
+    school_id, records = keyed
+    records = sorted(records, key=lambda r: r["order"])
+    yield school_id, records[0]
+    for extra in records[1:]:
+        file_index, line = order_to_file_line(extra["order"])
+        record = {k: v for k, v in extra.items() if k != "order"}
+        yield beam.pvalue.TaggedOutput(
+            DEAD_LETTER,
+            _dead_letter(file_paths[file_index], line, "duplicate_school_entry", record),
+        )
+    stats = {"schools/rows_kept": 1}
+    if len(records) > 1:
+        stats["schools/dead/duplicate_school_entry"] = len(records) - 1
+    yield beam.pvalue.TaggedOutput(STATS, stats)
+
+
+class BundleCounters:
+    """Mixin for DoFns that add to flat counters per element and emit them once per bundle.
+
+    One dict per bundle instead of one per element keeps the stats stream small.
+    """
+
+    def start_bundle(self):
+        self._counters = {}
+
+    def count(self, counters: dict) -> None:
+        for key, value in counters.items():
+            if isinstance(value, set):
+                self._counters.setdefault(key, set()).update(value)
+            else:
+                self._counters[key] = self._counters.get(key, 0) + value
+
+    def finish_bundle(self):
+        if self._counters:
+            from apache_beam.transforms import window
+
+            yield beam.pvalue.TaggedOutput(
+                STATS, window.GlobalWindows.windowed_value(self._counters)
+            )
+        self._counters = {}
+
+
+def dead_letter_json(letter: dict) -> str:
+    """One dead letter as a JSON line."""
+    return json.dumps(letter, sort_keys=True, default=str)
+
+
+def file_paths(files: list) -> list:
+    """Paths of inspected files indexed by file index."""
+    return [f.path for f in sorted(files, key=lambda f: f.index)]
+
+
+__all__ = [
+    "InputError",
+    "InputFile",
+    "InteractionBatch",
+    "INTERACTIONS",
+    "ROSTER",
+    "SCHOOLS",
+    "ReadRawFiles",
+    "SchoolTable",
+    "inspect_inputs",
+    "parse_timestamps",
+]
