@@ -1,0 +1,93 @@
+"""One table from model name to builder, so the trainer, evaluator and serving never special-case a model.
+
+Every sequence recommender registered here is a ``flax.linen.Module`` with the same call::
+
+    logits = module.apply(variables, batch, train=False)                       # evaluation
+    logits = module.apply(variables, batch, train=True, rngs={"dropout": key})  # training
+
+``batch`` is a dict of device arrays (``item_ids``, ``timestamps``, ``student_index``, ``positions``
+``[batch, length] int32``; ``grade [batch] int32``; other keys are ignored) and ``logits`` is
+``[batch, length, vocab_size] float32``: ``logits[b, i]`` scores the item at position ``i``.
+The loss for every model is ``next_item_loss(logits, batch) -> (loss_sum, weight_sum)``.
+
+Usage::
+
+    config = default_model_config()
+    config.attention = "study"
+    model = build_model(config)
+    variables = model.init(jax.random.key(0), batch, train=False)
+"""
+
+from typing import Callable
+
+import flax.linen as nn
+import ml_collections
+
+from study.models.losses import next_item_loss  # re-exported: the one loss of the sequence models
+from study.models.sequence_transformer import ATTENTION_POLICIES, SequenceTransformer
+
+__all__ = [
+    "MODEL_BUILDERS",
+    "build_model",
+    "default_model_config",
+    "next_item_loss",
+    "register_model",
+]
+
+
+def default_model_config() -> ml_collections.ConfigDict:
+    """Defaults of the STUDY / Individual transformer (as the official STUDY code).
+
+    Fields: ``model_name`` (a key of ``MODEL_BUILDERS``; empty means "use ``attention``"),
+    ``vocab_size`` (including the reserved ids), ``row_length`` (positions embedded), ``num_layers``,
+    ``emb_dim``, ``num_heads``, ``mlp_dim``, ``dropout_rate``, ``attention`` ("individual" | "study" |
+    "study_two_stream"), ``use_grade``, ``num_grades``, ``dtype`` ("float32" | "bfloat16", compute only),
+    ``label_smoothing`` (used by the trainer when it calls ``next_item_loss``).
+    """
+    config = ml_collections.ConfigDict()
+    config.model_name = ""
+    config.vocab_size = 2003  # 2000 items + PAD, OOV, SEP
+    config.row_length = 65
+    config.num_layers = 6
+    config.emb_dim = 256
+    config.num_heads = 8
+    config.mlp_dim = 1024
+    config.dropout_rate = 0.1
+    config.attention = "study"
+    config.use_grade = False
+    config.num_grades = 13
+    config.dtype = "float32"
+    config.label_smoothing = 0.0
+    return config
+
+
+def _transformer_builder(attention: str) -> Callable[[ml_collections.ConfigDict], nn.Module]:
+    def build(model_config: ml_collections.ConfigDict) -> nn.Module:
+        return SequenceTransformer.from_config(model_config, attention=attention)
+
+    return build
+
+
+# name -> builder(model_config) -> flax module. Other families (KNN, SAMN, SRGNN) add entries here.
+MODEL_BUILDERS: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
+    policy: _transformer_builder(policy) for policy in ATTENTION_POLICIES
+}
+
+
+def register_model(name: str, builder: Callable[[ml_collections.ConfigDict], nn.Module]) -> None:
+    """Adds a model family to the registry; ``builder(model_config)`` returns a flax module."""
+    if name in MODEL_BUILDERS:
+        raise ValueError(f"model {name!r} is already registered; pick another name")
+    MODEL_BUILDERS[name] = builder
+
+
+def build_model(model_config: ml_collections.ConfigDict) -> nn.Module:
+    """The flax module named by ``model_config.model_name`` (or, when that is empty/absent, by
+    ``model_config.attention``), built from ``model_config``."""
+    name = model_config.get("model_name", "") or model_config.get("attention", "")
+    if name not in MODEL_BUILDERS:
+        raise ValueError(
+            f"unknown model {name!r} (config field model_name / attention); "
+            f"choose one of {sorted(MODEL_BUILDERS)}"
+        )
+    return MODEL_BUILDERS[name](model_config)
