@@ -1,0 +1,140 @@
+"""Training throughput of the default-size STUDY transformer on this machine's devices, in fp32 and bf16.
+
+Model: 6 layers, width 256, 8 heads, MLP 1024, row length c = 65, vocab 2003; batch 64 (``--batch_size``).
+Reports steps/s, rows/s, tokens/s, the model FLOPs per step (counted analytically and cross-checked with
+XLA's ``cost_analysis``), the measured matmul peak (a large ``jnp.dot``) and the fraction of it reached.
+Prints and saves ``benchmarks/results/train_throughput.json``. Reference: the official STUDY code runs about
+0.5 steps/s at batch 64 in bf16 on this machine.
+
+Usage::
+
+    python benchmarks/train_throughput.py [--batch_size=64] [--steps=10] [--attention=study]
+"""
+
+import json
+import os
+import platform
+import sys
+import time
+
+from absl import app, flags
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+flags.DEFINE_integer("batch_size", 64, "rows per step")
+flags.DEFINE_integer("steps", 10, "timed steps per dtype (after 2 warm-up steps)")
+flags.DEFINE_string("attention", "study", "attention policy of the model")
+flags.DEFINE_float("dropout_rate", 0.1, "model dropout (the official default is 0.1)")
+flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "compute dtypes to time")
+flags.DEFINE_string("output", os.path.join(REPO, "benchmarks", "results", "train_throughput.json"), "")
+FLAGS = flags.FLAGS
+
+
+def analytic_train_flops(batch_size, row_length, num_layers, emb_dim, mlp_dim, vocab_size, two_stream=False):
+    """Matmul FLOPs of one training step (forward + backward = 3x forward; 2 FLOPs per multiply-add).
+
+    Per row and layer: Q, K, V and output projections ``4 * 2 L d^2``; attention scores and weighted
+    values ``2 * 2 L (L + 1) d`` (one extra null key); MLP ``2 * 2 L d m``. Output layer ``2 L d V``.
+    Embedding lookups, LayerNorms, softmax and masks are not counted (a few % at these sizes).
+    """
+    L, d, m = row_length, emb_dim, mlp_dim
+    per_layer = 4 * 2 * L * d * d + 2 * 2 * L * (L + 1) * d + 2 * 2 * L * d * m
+    forward = num_layers * per_layer * (2 if two_stream else 1) + 2 * L * d * vocab_size
+    return 3 * batch_size * forward
+
+
+def matmul_peak(dtype, size=2048, repeats=10):
+    """Measured FLOP/s of a ``size x size`` matmul in ``dtype`` on the default device."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+    b = jax.random.normal(jax.random.key(1), (size, size), dtype)
+    dot = jax.jit(jnp.dot)
+    dot(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dot(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def time_training(dtype: str):
+    import jax
+    import numpy as np
+
+    from configs import study as study_config
+    from study.models import registry
+    from study.train import schedules, sharding, trainer
+    from tests.test_trainer import random_device_batch
+
+    config = study_config.get_config("default")
+    config.model.vocab_size = 2003
+    config.model.attention = FLAGS.attention
+    config.model.dtype = dtype
+    config.model.dropout_rate = FLAGS.dropout_rate
+    model = registry.build_model(config.model)
+    tx = schedules.make_optimizer(config)
+    batch = random_device_batch(FLAGS.batch_size, config.model.row_length, config.model.vocab_size, seed=0)
+    mesh = sharding.make_mesh({"data": -1, "model": 1})
+    state, shardings = trainer.create_train_state(model, tx, mesh, {k: v[:2] for k, v in batch.items()}, 0)
+    step = trainer.jit_train_step(
+        trainer.make_train_step(model, registry.next_item_loss, tx, schedules.make_schedule(config)),
+        mesh, shardings, sharding.batch_shardings(batch, mesh))
+    global_batch = sharding.to_global_batch(batch, mesh)
+    rng = np.asarray(jax.random.key_data(jax.random.key(0)))
+    compiled = step.lower(state, global_batch, rng).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    xla_flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+    for _ in range(2):
+        state, metrics = step(state, global_batch, rng)
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    for _ in range(FLAGS.steps):
+        state, metrics = step(state, global_batch, rng)
+    jax.block_until_ready(state)
+    elapsed = time.perf_counter() - start
+    return config.model, FLAGS.steps / elapsed, xla_flops, float(metrics["loss"])
+
+
+def main(argv):
+    del argv
+    import jax
+    import jax.numpy as jnp
+
+    results = {"batch_size": FLAGS.batch_size, "attention": FLAGS.attention, "dropout_rate": FLAGS.dropout_rate, "devices": jax.device_count(),
+               "device_kind": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(),
+               "machine": platform.machine(), "reference_official_steps_per_second_bf16": 0.5, "runs": {}}
+    for dtype in FLAGS.dtypes:
+        model_config, steps_per_second, xla_flops, loss = time_training(dtype)
+        flops = analytic_train_flops(FLAGS.batch_size, model_config.row_length, model_config.num_layers,
+                                     model_config.emb_dim, model_config.mlp_dim, model_config.vocab_size,
+                                     two_stream=FLAGS.attention == "study_two_stream")
+        peak = matmul_peak(jnp.dtype(dtype))
+        achieved = flops * steps_per_second
+        results["runs"][dtype] = {
+            "steps_per_second": steps_per_second,
+            "rows_per_second": steps_per_second * FLAGS.batch_size,
+            "tokens_per_second": steps_per_second * FLAGS.batch_size * model_config.row_length,
+            "analytic_flops_per_step": flops,
+            "xla_cost_analysis_flops_per_step": xla_flops,
+            "analytic_over_xla": flops / xla_flops if xla_flops == xla_flops and xla_flops else None,
+            "achieved_flops_per_second": achieved,
+            "matmul_peak_flops_per_second": peak,
+            "fraction_of_matmul_peak": achieved / peak,
+            "speed_vs_official_bf16": steps_per_second / 0.5,
+            "final_loss": loss,
+            "load_average_1min": os.getloadavg()[0],
+        }
+        print(dtype, json.dumps(results["runs"][dtype]), flush=True)
+    os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
+    with open(FLAGS.output, "w") as f:
+        json.dump(results, f, indent=1)
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    app.run(main)

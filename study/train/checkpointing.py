@@ -1,0 +1,101 @@
+"""Checkpoints of a training run: ``orbax.checkpoint.CheckpointManager`` behind three calls.
+
+A checkpoint of step ``s`` holds
+
+* ``state``: the train state pytree (parameters, optimizer state, step, RNG key data), saved sharded
+  (every process writes its own shards) and restored onto the shardings the caller asks for;
+* ``progress``: JSON ``{"step", "batches_consumed", "seed"}``, the data position from which the input
+  pipeline resumes at the same batch.
+
+Orbax writes a checkpoint into a temporary directory and renames it only when complete (atomic
+finalize), so a run killed while saving leaves a temporary directory that :meth:`latest_step` and
+:meth:`restore` never pick up (it is removed on the next start).
+"""
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+    """Periodic + final checkpoints of one run directory with bounded retention.
+
+    Usage::
+
+        ckpt = Checkpointer(workdir + "/checkpoints", every_steps=500, max_to_keep=3)
+        if ckpt.latest_step() is not None:
+            state, progress = ckpt.restore(abstract_state)
+        ...
+        ckpt.maybe_save(step, state, progress)     # saves when step % every_steps == 0
+        ckpt.save(step, state, progress, force=True)  # final
+        ckpt.close()
+    """
+
+    def __init__(self, directory: str, every_steps: int, max_to_keep: int | None = 3, async_save: bool = True):
+        self.every_steps = max(int(every_steps), 1)
+        if "://" not in directory:  # orbax needs absolute local paths; gs:// and other URLs pass through
+            directory = os.path.abspath(directory)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep,
+            save_interval_steps=1,  # the interval is decided by maybe_save
+            create=True,
+            cleanup_tmp_directories=True,
+            enable_async_checkpointing=async_save,
+        )
+        self.manager = ocp.CheckpointManager(
+            directory,
+            item_names=("state", "progress"),
+            options=options,
+        )
+
+    def latest_step(self) -> int | None:
+        """Step of the newest complete checkpoint, or None."""
+        return self.manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self.manager.all_steps())
+
+    def save(self, step: int, state: Any, progress: dict, force: bool = False) -> bool:
+        """Saves ``state`` and ``progress`` as step ``step`` (asynchronously; returns whether saved)."""
+        if step in self.manager.all_steps():
+            return False
+        return self.manager.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress)),
+            force=force,
+        )
+
+    def maybe_save(self, step: int, state: Any, progress: dict) -> bool:
+        """Saves when ``step`` is a multiple of ``every_steps``."""
+        if step % self.every_steps:
+            return False
+        return self.save(step, state, progress)
+
+    def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
+        """(state, progress) of ``step`` (default: the latest), laid out as ``abstract_state``: a pytree of
+        ``jax.ShapeDtypeStruct`` with ``sharding`` set (see :func:`abstract_with_shardings`)."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no finished checkpoint in {self.manager.directory}")
+        restored = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state), progress=ocp.args.JsonRestore()
+            ),
+        )
+        return restored["state"], dict(restored["progress"])
+
+    def wait(self) -> None:
+        """Blocks until pending asynchronous saves are on disk."""
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def abstract_with_shardings(shapes: Any, shardings: Any) -> Any:
+    """``jax.ShapeDtypeStruct`` leaves (shape, dtype of ``shapes``) carrying ``shardings``."""
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, shardings)
