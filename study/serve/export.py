@@ -1,0 +1,293 @@
+"""Export a trained sequence recommender as a self-contained serving artifact (DESIGN.md section 6).
+
+The artifact is a directory that a fresh process loads with ``study.serve.serving_artifact`` alone,
+without the model or training code:
+
+==========================  ===================================================================
+file                        content
+==========================  ===================================================================
+``model.jax_exported``      ``jax.export`` serialization of ``batch -> top-k`` with the
+                            parameters baked in as constants (StableHLO; no pickles)
+``manifest.json``           format version, jax version, input / output shapes and dtypes, top-k
+``model_config.json``       the model config (``ml_collections.ConfigDict.to_dict()``)
+``vocab.json``              the pipeline's vocabulary (raw item id of every item id)
+``reserved_ids.json``       ``{"pad": 0, "oov": 1, "sep": 2, "first_item_id": 3}``
+==========================  ===================================================================
+
+The exported function takes the model batch (``item_ids``, ``timestamps``, ``student_index``,
+``positions``: ``[batch, row_length] int32``; ``grade``: ``[batch] int32``) and returns, for every
+position, the ``top_k`` candidate items (ids ``>= FIRST_ITEM_ID``, so PAD / OOV / SEP are never
+ranked) with their log-probabilities under the model:
+``top_ids [batch, row_length, top_k] int32`` and ``top_scores [batch, row_length, top_k] float32``.
+The batch dimension is symbolic by default, so one artifact serves any batch size.
+
+Usage::
+
+    export_model(model_config, params, "processed/vocab.json", "artifacts/study")
+"""
+
+import datetime
+import json
+import os
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from study.data import reserved_ids, vocabulary
+
+FORMAT_NAME = "study-serving"
+FORMAT_VERSION = 1
+DEFAULT_TOP_K = 100
+
+EXPORTED_FILE = "model.jax_exported"
+MANIFEST_FILE = "manifest.json"
+MODEL_CONFIG_FILE = "model_config.json"
+VOCAB_FILE = "vocab.json"
+RESERVED_IDS_FILE = "reserved_ids.json"
+
+# Per-position model inputs, all [batch, row_length] int32 (timestamps: seconds, only compared).
+SEQUENCE_INPUTS = ("item_ids", "timestamps", "student_index", "positions")
+
+
+def _config_to_dict(model_config) -> dict:
+    """ConfigDict or mapping -> plain JSON-able dict (dtypes and other objects become strings)."""
+    as_dict = model_config.to_dict() if hasattr(model_config, "to_dict") else dict(model_config)
+    return json.loads(json.dumps(as_dict, default=str))
+
+
+def top_k_candidates(logits: jax.Array, top_k: int) -> tuple[jax.Array, jax.Array]:
+    """``[..., vocab] float`` logits -> top-k over candidate items only, as log-probabilities.
+
+    Returns ``(ids [..., top_k] int32, scores [..., top_k] float32)``; ids are vocabulary ids
+    ``>= FIRST_ITEM_ID`` in decreasing score order. Scores are ``log_softmax`` over the full vocabulary
+    (what the model was trained on), so they are comparable across requests.
+    """
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    candidate_scores = log_probs[..., reserved_ids.FIRST_ITEM_ID :]
+    scores, offsets = jax.lax.top_k(candidate_scores, top_k)
+    return offsets.astype(jnp.int32) + reserved_ids.FIRST_ITEM_ID, scores
+
+
+def serving_function(module, params, top_k: int):
+    """The function that gets exported: model batch dict -> ``{"top_ids", "top_scores"}``."""
+    params = jax.tree.map(jnp.asarray, params)
+
+    def recommend_top_k(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        logits = module.apply({"params": params}, batch, train=False)
+        top_ids, top_scores = top_k_candidates(logits, top_k)
+        return {"top_ids": top_ids, "top_scores": top_scores}
+
+    return recommend_top_k
+
+
+def input_specs(row_length: int, batch_size: int | None) -> dict[str, jax.ShapeDtypeStruct]:
+    """Abstract model batch for export; ``batch_size=None`` makes the batch dimension symbolic."""
+    if batch_size is None:
+        (batch_dim,) = jax.export.symbolic_shape("batch")
+    else:
+        batch_dim = int(batch_size)
+    specs = {
+        name: jax.ShapeDtypeStruct((batch_dim, row_length), jnp.int32) for name in SEQUENCE_INPUTS
+    }
+    specs["grade"] = jax.ShapeDtypeStruct((batch_dim,), jnp.int32)
+    return specs
+
+
+def _shape_json(aval) -> dict:
+    return {
+        "shape": [dim if isinstance(dim, int) else str(dim) for dim in aval.shape],
+        "dtype": str(aval.dtype),
+    }
+
+
+def export_model(
+    model_config,
+    params: Any,
+    vocab_path: str,
+    out_dir: str,
+    *,
+    batch_size: int | None = None,
+    row_length: int | None = None,
+    top_k: int = DEFAULT_TOP_K,
+    platforms: Sequence[str] | None = None,
+) -> str:
+    """Writes the serving artifact of a sequence recommender to ``out_dir``; returns ``out_dir``.
+
+    Args:
+      model_config: the model's ``ml_collections.ConfigDict`` (``study.models.registry`` fields).
+      params: the trained parameters (the ``"params"`` collection), baked into the artifact.
+      vocab_path: the pipeline's ``vocab.json``; its item list must match ``model_config.vocab_size``.
+      out_dir: output directory (created; existing artifact files in it are replaced).
+      batch_size: fixed batch size, or None (default) for a symbolic batch dimension.
+      row_length: max row length served; default ``model_config.row_length``.
+      top_k: number of candidates returned per position (clipped to the number of candidate items).
+      platforms: lowering platforms (e.g. ``("cpu", "tpu")``); default the current backend plus cpu.
+    """
+    from study.models import registry  # the training-side model code is needed only to export
+
+    try:
+        vocab = vocabulary.load_vocab(vocab_path)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"vocabulary file {vocab_path} does not exist; pass the vocab.json written by the "
+            "data pipeline next to the processed dataset"
+        ) from None
+    vocab_size = int(model_config.vocab_size)
+    if vocab.vocab_size != vocab_size:
+        raise ValueError(
+            f"{vocab_path} holds {len(vocab.items)} items (+{reserved_ids.NUM_RESERVED} reserved ids) "
+            f"but the model config has vocab_size={vocab_size}; export with the vocabulary the model "
+            "was trained on"
+        )
+    first_item_id = reserved_ids.FIRST_ITEM_ID
+    row_length = int(row_length or model_config.row_length)
+    if row_length > int(model_config.row_length):
+        raise ValueError(
+            f"row_length={row_length} exceeds the model's row_length={model_config.row_length} "
+            "(positions beyond it have no embedding)"
+        )
+    num_candidates = vocab_size - first_item_id
+    if num_candidates < 1:
+        raise ValueError(f"vocab_size={vocab_size} leaves no candidate items")
+    top_k = max(1, min(int(top_k), num_candidates))
+    if platforms is None:
+        platforms = tuple(dict.fromkeys((jax.default_backend(), "cpu")))
+
+    module = registry.build_model(model_config)
+    function = jax.jit(serving_function(module, params, top_k))
+    exported = jax.export.export(function, platforms=tuple(platforms))(
+        input_specs(row_length, batch_size)
+    )
+
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, EXPORTED_FILE), "wb") as handle:
+        handle.write(exported.serialize())
+    _write_json(os.path.join(out_dir, VOCAB_FILE), vocab.to_json_dict())
+    reserved = dict(reserved_ids.RESERVED, first_item_id=reserved_ids.FIRST_ITEM_ID)
+    _write_json(os.path.join(out_dir, RESERVED_IDS_FILE), reserved)
+    _write_json(os.path.join(out_dir, MODEL_CONFIG_FILE), _config_to_dict(model_config))
+    (in_avals,), _ = exported.in_tree.unflatten(exported.in_avals)  # (args, kwargs)
+    out_avals = exported.out_tree.unflatten(exported.out_avals)
+    manifest = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "jax_version": jax.__version__,
+        "jax_export_calling_convention_version": exported.calling_convention_version,
+        "platforms": list(exported.platforms),
+        "attention": str(model_config.get("attention", "")),
+        "model_name": str(model_config.get("model_name", "") or model_config.get("attention", "")),
+        "row_length": row_length,
+        "batch_size": batch_size,
+        "top_k": top_k,
+        "vocab_size": vocab_size,
+        "use_grade": bool(model_config.get("use_grade", False)),
+        "num_grades": int(model_config.get("num_grades", 0)),
+        "reserved_ids": reserved,
+        "inputs": {name: _shape_json(aval) for name, aval in in_avals.items()},
+        "outputs": {name: _shape_json(aval) for name, aval in out_avals.items()},
+        "scores": "log-probability of the item under the model (log_softmax over the full vocabulary)",
+        "timestamps": "int32 seconds; only compared, so any common offset per row may be subtracted",
+        "files": {
+            "exported": EXPORTED_FILE,
+            "model_config": MODEL_CONFIG_FILE,
+            "vocab": VOCAB_FILE,
+            "reserved_ids": RESERVED_IDS_FILE,
+        },
+    }
+    # The manifest is written last: a directory with a manifest is a complete artifact.
+    _write_json(os.path.join(out_dir, MANIFEST_FILE), manifest)
+    return out_dir
+
+
+def _write_json(path: str, content: dict) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(content, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+
+
+def example_batch(row_length: int, batch_size: int = 1) -> dict[str, np.ndarray]:
+    """A padding-only model batch (for ``module.init``): ``[batch_size, row_length] int32`` fields."""
+    batch = {
+        name: np.zeros((batch_size, row_length), np.int32) for name in SEQUENCE_INPUTS
+    }
+    batch["student_index"][:] = -1
+    batch["grade"] = np.zeros((batch_size,), np.int32)
+    return batch
+
+
+def restore_params(config, workdir: str, step: int | None = None, vocab_path: str | None = None):
+    """The ``params`` of the training run in ``workdir`` (checkpoint ``step``, default the latest).
+
+    ``config`` is the run's full config (``configs/<model>.py:preset``); the checkpoint's train state is
+    restored onto this process's first device. ``vocab_path`` gives ``vocab_size`` when the config's is 0
+    (default ``<config.data_dir>/vocab.json``).
+    """
+    import flax.linen as nn
+
+    from study.data import input_pipeline
+    from study.models import registry
+    from study.train import checkpointing, schedules, trainer
+
+    config = type(config)(config.to_dict())
+    if not config.model.vocab_size and vocab_path:
+        config.model.vocab_size = vocabulary.load_vocab(vocab_path).vocab_size
+    trainer.resolve_vocab_size(config)
+    model = registry.build_model(config.model)
+    tx = schedules.make_optimizer(config)
+    example = input_pipeline.device_batch(input_pipeline.empty_batch(2, config.model.row_length))
+    shapes = jax.eval_shape(lambda: nn.unbox(trainer.init_train_state(model, tx, example, config.seed)))
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = checkpointing.abstract_with_shardings(shapes, jax.tree.map(lambda _: device, shapes))
+    ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), every_steps=1, async_save=False)
+    try:
+        state, _ = ckpt.restore(abstract, step)
+    finally:
+        ckpt.close()
+    return config, state.params
+
+
+def export_run(config, workdir: str, output_dir: str, *, vocab_path: str | None = None, step: int | None = None,
+               top_k: int = DEFAULT_TOP_K, batch_size: int | None = None) -> str:
+    """Exports the checkpoint of the run in ``workdir`` (latest or ``step``) to ``output_dir``.
+
+    The vocabulary is ``vocab_path`` or ``<config.data_dir>/vocab.json``. Returns ``output_dir``.
+    """
+    config, params = restore_params(config, workdir, step, vocab_path)
+    vocab_path = vocab_path or os.path.join(config.data_dir, VOCAB_FILE)
+    return export_model(config.model, params, vocab_path, output_dir, batch_size=batch_size, top_k=top_k)
+
+
+def _define_flags() -> None:
+    from absl import flags
+    from ml_collections import config_flags
+
+    config_flags.DEFINE_config_file("config", None, "config of the run, e.g. configs/study.py:learning_ally",
+                                    lock_config=False)
+    flags.DEFINE_string("workdir", None, "run directory of the trainer (holds checkpoints/)")
+    flags.DEFINE_string("output_dir", None, "where to write the serving artifact")
+    flags.DEFINE_string("vocab", None, "vocab.json (default <config.data_dir>/vocab.json)")
+    flags.DEFINE_integer("step", None, "checkpoint step (default: the latest)")
+    flags.DEFINE_integer("top_k", DEFAULT_TOP_K, "candidates returned per position")
+    flags.DEFINE_integer("batch_size", None, "fixed batch size (default: symbolic)")
+    flags.mark_flags_as_required(["config", "workdir", "output_dir"])
+
+
+def main(argv) -> None:
+    """``python -m study.serve.export --config=configs/study.py:preset --workdir=RUN --output_dir=DIR``."""
+    from absl import flags
+
+    del argv
+    values = flags.FLAGS
+    out_dir = export_run(values.config, values.workdir, values.output_dir, vocab_path=values.vocab,
+                         step=values.step, top_k=values.top_k, batch_size=values.batch_size)
+    print(f"serving artifact written to {out_dir}")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(main)
