@@ -80,15 +80,15 @@ def apply_preset(config: ml_collections.ConfigDict, preset: str) -> ml_collectio
         config.model.emb_dim = 32
         config.model.num_heads = 2
         config.model.mlp_dim = 64
-        config.optimizer.peak_lr = 1e-3
+        config.optimizer.peak_lr = 1e-2  # the inverse-sqrt decay brings it to 1e-3 by step 105
         config.optimizer.warmup_steps = 5
-        config.steps = 20
+        config.steps = 300
         config.batch_size = 16
-        config.checkpoint_every = 10
+        config.checkpoint_every = 100
         config.keep_checkpoints = 2
-        config.eval_every = 10
+        config.eval_every = 100
         config.eval_batches = 4
-        config.log_every = 5
+        config.log_every = 50
         config.shuffle_buffer = 1024
         return config
     if preset == "learning_ally":

@@ -4,6 +4,8 @@
     study preprocess ...  the Beam job: splits, vocabulary, rows     (data_pipeline.build_dataset)
     study train      ...  the sharded trainer                        (study.train.trainer)
     study eval       ...  hits@n reports from a checkpoint           (study.eval.run_evaluation)
+    study compare    ...  one table + plot of several models         (study.eval.compare)
+    study suite      ...  train + evaluate + compare several models  (study.eval.model_suite)
     study export     ...  a serving artifact from a checkpoint       (study.serve.export)
     study recommend  ...  next-item recommendations from an artifact (study.serve.recommend)
 
@@ -11,6 +13,7 @@ Each sub-command is the `python -m` module named beside it, with the same absl f
 lists them.
 """
 
+import os
 import runpy
 import sys
 
@@ -19,6 +22,8 @@ COMMANDS = {
     "preprocess": "data_pipeline.build_dataset",
     "train": "study.train.trainer",
     "eval": "study.eval.run_evaluation",
+    "compare": "study.eval.compare",
+    "suite": "study.eval.model_suite",
     "export": "study.serve.export",
     "recommend": "study.serve.recommend",
 }
@@ -43,6 +48,10 @@ def main(argv=None) -> None:
         sys.exit(2)
     # Hand over to the module as if started with `python -m`, so its absl flags parse unchanged.
     sys.argv = [f"study {command}"] + argv[2:]
+    # Library INFO chatter (TensorFlow, XLA backend probing, orbax) is hidden unless asked for with -v/--verbosity.
+    if command != "recommend" and not any(arg.startswith(("-v", "--verbosity")) for arg in sys.argv[1:]):
+        sys.argv.append("--verbosity=-1")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     runpy.run_module(COMMANDS[command], run_name="__main__", alter_sys=True)
 
 

@@ -177,6 +177,15 @@ def test_unfinished_checkpoint_directory_is_ignored(tmp_path):
     reopened.close()
 
 
+def test_relative_checkpoint_directory_is_resolved_against_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ckpt = checkpointing.Checkpointer("run/checkpoints", every_steps=1, async_save=False)
+    state = {"w": np.arange(3, dtype=np.float32)}
+    ckpt.save(1, state, {"step": 1, "batches_consumed": 1, "seed": 0})
+    ckpt.close()
+    assert (tmp_path / "run" / "checkpoints" / "1").is_dir()
+
+
 def test_vocab_size_is_read_from_vocab_json(data_dir):
     config = tiny_config(data_dir)
     config.model.vocab_size = 0

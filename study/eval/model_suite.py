@@ -1,0 +1,188 @@
+"""`study suite`: train (where they train), evaluate and compare several models on one processed dataset.
+
+    python -m study.eval.model_suite --data_dir=data/processed --workdir=runs/suite \
+        --models=study,individual,study_two_stream,knn,samn,srgnn --preset=default \
+        [--override=steps=1500,batch_size=64] [--split=test] [--num_bootstrap=50]
+
+Each model is a config file of ``configs/`` at a preset (``MODELS`` below); ``--override`` sets
+``KEY=VALUE`` on every model config that has ``KEY`` (dotted paths, e.g. ``model.emb_dim=128``) and reports the
+ones that do not apply. Per model the run directory is ``<workdir>/<model>``: training resumes from its
+checkpoints, a finished run is not retrained, an existing evaluation is reused unless ``--reevaluate``.
+Writes ``<workdir>/comparison/{comparison.md, comparison.json, comparison_hits_by_history.png}`` and
+``<workdir>/suite.json`` (per model: config overrides, train time, final train/validation metrics, the overall
+metrics, and the hits@n gap of every model to the first one by history length).
+"""
+
+import os
+import time
+
+import ml_collections
+from absl import app, flags
+
+from study.eval import reports
+
+FLAGS = flags.FLAGS
+
+# model name -> (config module under configs/, {dotted key: value} applied after the preset)
+MODELS = {
+    "study": ("study", {}),
+    "individual": ("individual", {}),
+    "study_two_stream": ("study", {"model.attention": "study_two_stream"}),
+    "knn": ("knn", {}),
+    "samn": ("samn", {}),
+    "srgnn": ("srgnn", {}),
+}
+UNTRAINED = {"knn"}  # fitted at evaluation time, no trainer run
+
+
+def _parse_value(text: str):
+    """``"128" -> 128``, ``"1e-3" -> 0.001``, ``"true" -> True``, otherwise the string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_overrides(items) -> dict:
+    """``["steps=10", "model.emb_dim=64"]`` -> ``{"steps": 10, "model.emb_dim": 64}``; clear error otherwise."""
+    overrides = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--override entry {item!r} is not KEY=VALUE")
+        overrides[key.strip()] = _parse_value(value)
+    return overrides
+
+
+def _has_path(config: ml_collections.ConfigDict, dotted: str) -> bool:
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _set_path(config: ml_collections.ConfigDict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    current = node[leaf]
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    node[leaf] = value
+
+
+def model_config(name: str, preset: str, data_dir: str, overrides: dict) -> tuple:
+    """(config, {applied key: value}, [keys that do not exist in this model's config])."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    module_name, fixed = MODELS[name]
+    module = __import__(f"configs.{module_name}", fromlist=["get_config"])
+    config = module.get_config(preset)
+    config.data_dir = data_dir
+    config.name = name
+    for key, value in fixed.items():
+        _set_path(config, key, value)
+    applied, skipped = {}, []
+    for key, value in overrides.items():
+        if _has_path(config, key):
+            _set_path(config, key, value)
+            applied[key] = value
+        else:
+            skipped.append(key)
+    return config, applied, skipped
+
+
+def history_gaps(metrics_by_model: dict, reference: str, average: str = "macro") -> dict:
+    """``{model: {subset: {history bucket: {hits@n: model - reference}}}}`` from the metrics breakdowns."""
+    base = metrics_by_model[reference]["breakdowns"]["history_len"]
+    gaps = {}
+    for name, metrics in metrics_by_model.items():
+        if name == reference:
+            continue
+        rows = metrics["breakdowns"]["history_len"]
+        gaps[name] = {}
+        for bucket, groups in rows.items():
+            if bucket not in base:
+                continue
+            for subset, entry in groups.items():
+                if subset not in base[bucket] or not entry.get("num_interactions"):
+                    continue
+                gaps[name].setdefault(subset, {})[bucket] = {
+                    hits: entry[average][hits] - base[bucket][subset][average][hits]
+                    for hits in entry[average]
+                }
+    return gaps
+
+
+def run_suite(data_dir: str, workdir: str, models, preset: str = "default", overrides: dict | None = None,
+              split: str = "test", num_bootstrap: int = 50, reevaluate: bool = False, log=print) -> dict:
+    """Trains / evaluates ``models`` on ``data_dir``; returns the content of ``suite.json``."""
+    from study.eval import run_evaluation
+    from study.train import trainer
+
+    overrides = overrides or {}
+    os.makedirs(workdir, exist_ok=True)
+    summary = {"data_dir": data_dir, "preset": preset, "split": split, "overrides": overrides, "models": {}}
+    metrics_by_model = {}
+    for name in models:
+        config, applied, skipped = model_config(name, preset, data_dir, overrides)
+        run_dir = os.path.join(workdir, name)
+        entry = {"applied_overrides": applied, "skipped_overrides": skipped}
+        if name not in UNTRAINED:
+            started = time.perf_counter()
+            log(f"[suite] training {name} ({config.steps} steps) in {run_dir}")
+            result = trainer.train(config, run_dir)
+            entry.update(train_seconds=time.perf_counter() - started, train=result["train"],
+                         validation=result["validation"], steps=result["step"])
+        metrics_path = os.path.join(run_dir, f"eval_{split}", "metrics.json")
+        if reevaluate or not os.path.exists(metrics_path):
+            started = time.perf_counter()
+            log(f"[suite] evaluating {name} on {split}")
+            run_evaluation.evaluate_run(config, run_dir, split=split, num_bootstrap=num_bootstrap)
+            entry["eval_seconds"] = time.perf_counter() - started
+        metrics_by_model[name] = reports.load_metrics(metrics_path)
+        entry["overall"] = metrics_by_model[name]["overall"]
+        summary["models"][name] = entry
+    written = reports.compare_models(metrics_by_model, os.path.join(workdir, "comparison"))
+    summary["comparison"] = {key: str(path) for key, path in written.items()}
+    reference = list(models)[-1] if "individual" not in models else "individual"
+    summary["gap_reference"] = reference
+    summary["history_gaps_macro"] = history_gaps(metrics_by_model, reference)
+    reports.write_metrics_json(summary, os.path.join(workdir, "suite.json"))
+    return summary
+
+
+def _define_flags():
+    flags.DEFINE_string("data_dir", None, "processed dataset (output of study preprocess)")
+    flags.DEFINE_string("workdir", None, "suite directory: one run folder per model + comparison/")
+    flags.DEFINE_list("models", ["study", "individual"], f"models to run, from {sorted(MODELS)}")
+    flags.DEFINE_string("preset", "default", "config preset of every model (smoke, default, learning_ally)")
+    flags.DEFINE_list("override", [], "KEY=VALUE config settings applied to every model that has KEY")
+    flags.DEFINE_string("split", "test", "evaluation split")
+    flags.DEFINE_integer("num_bootstrap", 50, "bootstrap resamples for the 95% intervals")
+    flags.DEFINE_bool("reevaluate", False, "evaluate again even where metrics.json exists")
+    flags.mark_flags_as_required(["data_dir", "workdir"])
+
+
+def main(argv):
+    del argv
+    summary = run_suite(FLAGS.data_dir, FLAGS.workdir, FLAGS.models, FLAGS.preset,
+                        parse_overrides(FLAGS.override), FLAGS.split, FLAGS.num_bootstrap, FLAGS.reevaluate)
+    with open(summary["comparison"]["table"], encoding="utf-8") as handle:
+        print(handle.read())
+    for name, entry in summary["models"].items():
+        if entry["skipped_overrides"]:
+            print(f"{name}: overrides not applicable: {', '.join(entry['skipped_overrides'])}")
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)
