@@ -8,7 +8,8 @@ Every sequence recommender registered here is a ``flax.linen.Module`` with the s
 ``batch`` is a dict of device arrays (``item_ids``, ``timestamps``, ``student_index``, ``positions``
 ``[batch, length] int32``; ``grade [batch] int32``; other keys are ignored) and ``logits`` is
 ``[batch, length, vocab_size] float32``: ``logits[b, i]`` scores the item at position ``i``.
-The loss for every model is ``next_item_loss(logits, batch) -> (loss_sum, weight_sum)``.
+The training loss is ``loss_for(model_config)``: ``next_item_loss(logits, batch) -> (loss_sum, weight_sum)``
+unless the model registered its own (SAMN: BPR with sampled negatives).
 
 Usage::
 
@@ -18,11 +19,14 @@ Usage::
     variables = model.init(jax.random.key(0), batch, train=False)
 """
 
+import functools
 from typing import Callable
 
 import flax.linen as nn
 import ml_collections
 
+from study.models import samn
+from study.models import srgnn
 from study.models.losses import next_item_loss  # re-exported: the one loss of the sequence models
 from study.models.sequence_transformer import ATTENTION_POLICIES, SequenceTransformer
 
@@ -30,6 +34,7 @@ __all__ = [
     "MODEL_BUILDERS",
     "build_model",
     "default_model_config",
+    "loss_for",
     "next_item_loss",
     "register_model",
 ]
@@ -74,11 +79,32 @@ MODEL_BUILDERS: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
 }
 
 
-def register_model(name: str, builder: Callable[[ml_collections.ConfigDict], nn.Module]) -> None:
-    """Adds a model family to the registry; ``builder(model_config)`` returns a flax module."""
+# name -> loss_builder(model_config) -> loss_fn(logits, batch[, rng=key]) -> (loss_sum, weight_sum); a model
+# without an entry trains with next_item_loss. A loss with ``needs_rng = True`` is given a key by the trainer.
+LOSS_BUILDERS: dict[str, Callable[[ml_collections.ConfigDict], Callable]] = {}
+
+
+def register_model(
+    name: str,
+    builder: Callable[[ml_collections.ConfigDict], nn.Module],
+    loss_builder: Callable[[ml_collections.ConfigDict], Callable] | None = None,
+) -> None:
+    """Adds a model family to the registry; ``builder(model_config)`` returns a flax module and the optional
+    ``loss_builder(model_config)`` its training loss (default :func:`next_item_loss`)."""
     if name in MODEL_BUILDERS:
         raise ValueError(f"model {name!r} is already registered; pick another name")
     MODEL_BUILDERS[name] = builder
+    if loss_builder is not None:
+        LOSS_BUILDERS[name] = loss_builder
+
+
+def loss_for(model_config: ml_collections.ConfigDict) -> Callable:
+    """The training loss of the model named by ``model_config`` (as :func:`build_model` names it):
+    its registered loss, else ``next_item_loss`` with ``model_config.label_smoothing``."""
+    name = model_config.get("model_name", "") or model_config.get("attention", "")
+    if name in LOSS_BUILDERS:
+        return LOSS_BUILDERS[name](model_config)
+    return functools.partial(next_item_loss, label_smoothing=model_config.get("label_smoothing", 0.0))
 
 
 def build_model(model_config: ml_collections.ConfigDict) -> nn.Module:
@@ -91,3 +117,7 @@ def build_model(model_config: ml_collections.ConfigDict) -> nn.Module:
             f"choose one of {sorted(MODEL_BUILDERS)}"
         )
     return MODEL_BUILDERS[name](model_config)
+
+
+register_model("samn", samn.SAMN.from_config, loss_builder=samn.bpr_loss_for)
+register_model("srgnn", srgnn.SRGNN.from_config)

@@ -3,7 +3,8 @@
 The trainer knows nothing about a particular model: it takes a flax module with the call
 ``module.apply({"params": p}, batch, train=bool, rngs={"dropout": key}) -> [B, L, vocab] logits`` and a loss
 ``loss_fn(logits, batch) -> (loss_sum, weight_sum)`` (by default ``build_model(config.model)`` and
-``next_item_loss`` of ``study.models.registry``).
+``loss_for(config.model)`` of ``study.models.registry``); a loss with the attribute ``needs_rng = True`` is
+called as ``loss_fn(logits, batch, rng=key)``.
 
 Layout: one ``Mesh`` ("data", "model") from ``config.mesh_shape``; parameter and optimizer-state shardings
 come from the model's logical axis annotations through ``study.train.sharding.LOGICAL_AXIS_RULES``;
@@ -129,6 +130,8 @@ def make_train_step(
     def micro_loss_and_grad(params, micro_batch, key):
         def loss_sum_of(p):
             logits = model.apply({"params": p}, micro_batch, train=True, rngs={"dropout": key})
+            if getattr(loss_fn, "needs_rng", False):  # e.g. BPR's negative sampling
+                return loss_fn(logits, micro_batch, rng=jax.random.fold_in(key, 1))
             return loss_fn(logits, micro_batch)
 
         (loss_sum, weight_sum), grads = jax.value_and_grad(loss_sum_of, has_aux=True)(params)
@@ -183,7 +186,10 @@ def make_eval_step(model: nn.Module, loss_fn: LossFn, metric_fn=top1_accuracy):
 
     def eval_step(params, batch):
         logits = model.apply({"params": params}, batch, train=False)
-        loss_sum, loss_weight = loss_fn(logits, batch)
+        if getattr(loss_fn, "needs_rng", False):  # a fixed key: the same validation loss at every evaluation
+            loss_sum, loss_weight = loss_fn(logits, batch, rng=jax.random.key(0))
+        else:
+            loss_sum, loss_weight = loss_fn(logits, batch)
         correct, accuracy_weight = metric_fn(logits, batch)
         return {"loss_sum": loss_sum, "loss_weight": loss_weight, "correct": correct,
                 "accuracy_weight": accuracy_weight}
@@ -257,7 +263,7 @@ def train(
 
     Writes ``<workdir>/checkpoints/<step>/``, ``<workdir>/metrics.jsonl``, TensorBoard events under
     ``<workdir>/tensorboard`` and ``<workdir>/config.json``. ``model`` / ``loss_fn`` default to the registry's
-    ``build_model(config.model)`` and ``next_item_loss``.
+    ``build_model(config.model)`` and ``loss_for(config.model)``.
     """
     config = ml_collections.ConfigDict(config.to_dict())  # never mutate the caller's config
     maybe_initialize_distributed(config)
@@ -266,9 +272,7 @@ def train(
         from study.models import registry
 
         model = model or registry.build_model(config.model)
-        loss_fn = loss_fn or functools.partial(
-            registry.next_item_loss, label_smoothing=config.model.get("label_smoothing", 0.0)
-        )
+        loss_fn = loss_fn or registry.loss_for(config.model)
     mesh = sharding.make_mesh(config.mesh_shape.to_dict())
     row_length = config.model.row_length
     process_count = jax.process_count()
