@@ -79,6 +79,12 @@ MODEL_BUILDERS: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
 }
 
 
+# Recommenders that are fitted, not trained (no flax module): name -> how to run them.
+UNTRAINED_MODELS = {
+    "knn": "`study eval --config=configs/knn.py --workdir=DIR --config.data_dir=DATA` fits and evaluates it "
+           "(study.models.knn)",
+}
+
 # name -> loss_builder(model_config) -> loss_fn(logits, batch[, rng=key]) -> (loss_sum, weight_sum); a model
 # without an entry trains with next_item_loss. A loss with ``needs_rng = True`` is given a key by the trainer.
 LOSS_BUILDERS: dict[str, Callable[[ml_collections.ConfigDict], Callable]] = {}
@@ -111,6 +117,8 @@ def build_model(model_config: ml_collections.ConfigDict) -> nn.Module:
     """The flax module named by ``model_config.model_name`` (or, when that is empty/absent, by
     ``model_config.attention``), built from ``model_config``."""
     name = model_config.get("model_name", "") or model_config.get("attention", "")
+    if name in UNTRAINED_MODELS:
+        raise ValueError(f"model {name!r} is not a trained network: {UNTRAINED_MODELS[name]}")
     if name not in MODEL_BUILDERS:
         raise ValueError(
             f"unknown model {name!r} (config field model_name / attention); "
