@@ -82,6 +82,19 @@ def gap_markdown(gaps: dict, reference: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paired_markdown(differences: dict, reference: str) -> str:
+    lines = []
+    for name, subsets in differences.items():
+        hits_names = list(subsets["all"])
+        lines += [f"\n### {name} minus {reference}: macro difference on the same students, paired 95% bootstrap\n",
+                  "| subset | " + " | ".join(hits_names) + " |", "|---|" + "---|" * len(hits_names)]
+        for subset, values in subsets.items():
+            lines.append(f"| {subset} | " + " | ".join(
+                f"{values[h]['value']:+.4f} [{values[h]['ci_low']:+.4f}, {values[h]['ci_high']:+.4f}]"
+                for h in hits_names) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv):
     del argv
     processed = prepare_data(FLAGS.work_dir, FLAGS.num_students, FLAGS.seed)
@@ -102,13 +115,15 @@ def main(argv):
                    for name, entry in summary["models"].items()},
         "gap_reference": summary["gap_reference"],
         "history_gaps_macro": summary["history_gaps_macro"],
+        "paired_macro_differences": summary["paired_macro_differences"],
     }
     os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
     with open(FLAGS.output, "w") as handle:
         json.dump(result, handle, indent=1)
     with open(summary["comparison"]["table"]) as handle:
         table = handle.read()
-    markdown = table + gap_markdown(summary["history_gaps_macro"], summary["gap_reference"])
+    markdown = (table + paired_markdown(summary["paired_macro_differences"], summary["gap_reference"])
+                + gap_markdown(summary["history_gaps_macro"], summary["gap_reference"]))
     with open(os.path.splitext(FLAGS.output)[0] + ".md", "w") as handle:
         handle.write(markdown)
     print(markdown)

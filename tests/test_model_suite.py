@@ -43,3 +43,30 @@ def test_history_gaps_subtract_the_reference_bucket_by_bucket():
     assert set(gaps) == {"study"}
     assert gaps["study"]["all"]["0"] == pytest.approx({"hits@1": 0.05, "hits@10": 0.0})
     assert gaps["study"]["all"]["1-2"] == pytest.approx({"hits@1": -0.1, "hits@10": 0.1})
+
+
+def _per_student(rows):
+    """rows: (student_hash, all_count, hits@1_all, novel_count, hits@1_novel)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=["student_hash", "num_interactions_all", "hits@1_all",
+                                        "num_interactions_novel", "hits@1_novel"])
+    frame["num_interactions_non_continuation"] = frame["num_interactions_all"]
+    frame["hits@1_non_continuation"] = frame["hits@1_all"]
+    return frame
+
+
+def test_paired_differences_are_macro_over_students_and_exact_when_models_agree():
+    model = _per_student([(1, 4, 2, 2, 1), (2, 2, 2, 0, 0), (3, 5, 0, 5, 0)])
+    reference = _per_student([(3, 5, 1, 5, 1), (1, 4, 1, 2, 0), (2, 2, 1, 0, 0)])
+    diffs = model_suite.paired_macro_differences(model, reference, num_bootstrap=100)
+    # all: per-student rate differences 1/4, 1/2, -1/5 -> mean (0.25 + 0.5 - 0.2) / 3
+    assert diffs["all"]["hits@1"]["value"] == pytest.approx((0.25 + 0.5 - 0.2) / 3)
+    # novel: student 2 has no novel interaction; differences 1/2 and -1/5 over two students
+    assert diffs["novel"]["hits@1"]["value"] == pytest.approx((0.5 - 0.2) / 2)
+    low, high = diffs["all"]["hits@1"]["ci_low"], diffs["all"]["hits@1"]["ci_high"]
+    assert -0.2 - 1e-12 <= low <= diffs["all"]["hits@1"]["value"] <= high <= 0.5 + 1e-12
+    same = model_suite.paired_macro_differences(model, model.copy(), num_bootstrap=20)
+    assert same["all"]["hits@1"] == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    with pytest.raises(ValueError, match="different students"):
+        model_suite.paired_macro_differences(model, reference.iloc[:2])

@@ -17,9 +17,11 @@ import os
 import time
 
 import ml_collections
+import numpy as np
+import pandas as pd
 from absl import app, flags
 
-from study.eval import reports
+from study.eval import bootstrap, metrics, reports
 
 FLAGS = flags.FLAGS
 
@@ -122,6 +124,46 @@ def history_gaps(metrics_by_model: dict, reference: str, average: str = "macro")
     return gaps
 
 
+def paired_macro_differences(per_student: pd.DataFrame, reference: pd.DataFrame, *, num_bootstrap: int = 200,
+                             seed: int = 0, confidence: float = 0.95) -> dict:
+    """Macro hits@n of one model minus a reference on the SAME students, with a paired bootstrap interval.
+
+    Args:
+      per_student, reference: ``per_student.csv`` tables of two evaluations of one split
+        (``student_hash``, ``num_interactions_<subset>``, ``hits@<n>_<subset>``).
+      num_bootstrap, seed, confidence: the percentile bootstrap over students (both models resampled
+        with the same students, so the interval is of the difference itself).
+
+    Returns:
+      ``{subset: {"hits@n": {"value", "ci_low", "ci_high"}}}``; a subset's macro average is over the
+      students with at least one interaction in it.
+    """
+    joined = per_student.merge(reference, on="student_hash", suffixes=("", "_ref"), validate="one_to_one")
+    if len(joined) != len(per_student) or len(joined) != len(reference):
+        raise ValueError(f"the two evaluations cover different students ({len(per_student)} vs {len(reference)}, "
+                         f"{len(joined)} shared); compare evaluations of the same split")
+    result = {}
+    for subset in metrics.SUBSETS:
+        counts = joined[f"num_interactions_{subset}"].to_numpy(np.float64)
+        names = [c[: -len(subset) - 1] for c in per_student.columns
+                 if c.startswith("hits@") and c.endswith(f"_{subset}")]
+        diff_rates = np.stack([
+            (joined[f"{name}_{subset}"].to_numpy(np.float64) - joined[f"{name}_{subset}_ref"].to_numpy(np.float64))
+            / np.maximum(counts, 1.0) for name in names], axis=1)  # [S, N]
+        present = counts > 0
+
+        def macro(weights):
+            w = weights * present
+            return (w[:, None] * diff_rates).sum(0) / max(w.sum(), 1)
+
+        point = macro(np.ones(len(joined)))
+        low, high = bootstrap.percentile_interval(macro, len(joined), num_resamples=num_bootstrap, seed=seed,
+                                                  confidence=confidence)
+        result[subset] = {name: {"value": float(point[j]), "ci_low": float(low[j]), "ci_high": float(high[j])}
+                          for j, name in enumerate(names)}
+    return result
+
+
 def run_suite(data_dir: str, workdir: str, models, preset: str = "default", overrides: dict | None = None,
               split: str = "test", num_bootstrap: int = 50, reevaluate: bool = False, log=print) -> dict:
     """Trains / evaluates ``models`` on ``data_dir``; returns the content of ``suite.json``."""
@@ -156,6 +198,10 @@ def run_suite(data_dir: str, workdir: str, models, preset: str = "default", over
     reference = list(models)[-1] if "individual" not in models else "individual"
     summary["gap_reference"] = reference
     summary["history_gaps_macro"] = history_gaps(metrics_by_model, reference)
+    tables = {name: pd.read_csv(os.path.join(workdir, name, f"eval_{split}", "per_student.csv")) for name in models}
+    summary["paired_macro_differences"] = {
+        name: paired_macro_differences(tables[name], tables[reference], seed=0)
+        for name in models if name != reference}
     reports.write_metrics_json(summary, os.path.join(workdir, "suite.json"))
     return summary
 
