@@ -10,11 +10,14 @@
   ``num_packings`` packings, each in a seeded random segment order; evaluation: one packing with
   students ordered by id and each student's segments in time order, covering every interaction once.
 
-Rows leave as ``(split name, row dict)``.
+Rows leave in batches as ``(split name, row batch)``: a row batch is a dict of ``[rows, c]`` arrays
+named as ``row_format.SEQUENCE_FEATURES`` plus per-row ``classroom`` (list of bytes), ``grade`` and
+``wealth`` (``[rows] int32``), built with vectorized NumPy (``row_builder.layout_segments``).
 """
 
 import csv
 import io
+import zlib
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -48,18 +51,6 @@ class StudentTokens(NamedTuple):
     history: object
     token_ids: np.ndarray
 
-    def segment(self, index: np.ndarray) -> row_builder.Segment:
-        """The interactions at ``index`` (time-ordered) as a row_builder.Segment."""
-        h = self.history
-        return row_builder.Segment(
-            item_ids=self.token_ids[index],
-            timestamps=h.timestamps[index],
-            student_hash=h.student_hash,
-            history_len=h.history_len[index],
-            is_novel=h.is_novel[index],
-            is_continuation=h.is_continuation[index],
-        )
-
 
 class ClassroomMember(NamedTuple):
     """One student's interactions in one (split, classroom), time-ordered.
@@ -73,17 +64,6 @@ class ClassroomMember(NamedTuple):
     grade_code: int
     wealth_code: int
     features: np.ndarray
-
-    def segment(self) -> row_builder.Segment:
-        token_ids, timestamps, history_len, is_novel, is_continuation = self.features
-        return row_builder.Segment(
-            item_ids=token_ids,
-            timestamps=timestamps,
-            student_hash=self.student_hash,
-            history_len=history_len,
-            is_novel=is_novel,
-            is_continuation=is_continuation,
-        )
 
 
 def _students_csv_line(history, per_split_counts: list) -> str:
@@ -107,14 +87,27 @@ def _students_csv_line(history, per_split_counts: list) -> str:
 
 
 class SplitAndTokenizeDoFn(read_raw.BundleCounters, beam.DoFn):
-    """StudentHistory -> StudentTokens (splits assigned); per-split stats; one students.csv line."""
+    """``student_sequences.HistoryBatch`` -> StudentTokens list (splits assigned); per-split stats;
+    the students' students.csv lines (one string, a line per student)."""
 
     def __init__(self, validation_fraction: float):
         self._validation_fraction = validation_fraction
 
-    def process(self, history, boundary, vocab):
-        history = splits_lib.assign_splits(history, boundary, self._validation_fraction)
-        token_ids = vocab.lookup(history.items.tolist())
+    def process(self, history_batch, boundary, vocab):
+        histories = [
+            splits_lib.assign_splits(h, boundary, self._validation_fraction)
+            for h in history_batch.histories()
+        ]
+        token_ids = _lookup_all(vocab, [h.items for h in histories])
+        lines = []
+        for history, tokens in zip(histories, token_ids):
+            per_split_counts = self._count_student(history, tokens)
+            lines.append(_students_csv_line(history, per_split_counts))
+        yield beam.pvalue.TaggedOutput(STUDENTS_CSV, "\n".join(lines))
+        yield [StudentTokens(h, t) for h, t in zip(histories, token_ids)]
+
+    def _count_student(self, history, token_ids) -> list:
+        """Adds a student's per-split stats; returns its interaction count per split."""
         stats = {}
         per_split_counts = []
         for split_index, split_name in enumerate(row_format.SPLITS):
@@ -132,12 +125,21 @@ class SplitAndTokenizeDoFn(read_raw.BundleCounters, beam.DoFn):
             if history.profile.district_id:
                 stats[prefix + "districts"] = {history.profile.district_id}
         self.count(stats)
-        yield beam.pvalue.TaggedOutput(STUDENTS_CSV, _students_csv_line(history, per_split_counts))
-        yield StudentTokens(history, token_ids)
+        return per_split_counts
+
+
+def _lookup_all(vocab, item_arrays: list) -> list:
+    """Raw item arrays -> token id arrays (``[n] int32`` each); one lookup per distinct item."""
+    if not item_arrays:
+        return []
+    distinct, inverse = np.unique(np.concatenate(item_arrays), return_inverse=True)
+    token_ids = vocab.lookup(distinct.tolist())[inverse.ravel()]
+    return np.split(token_ids, np.cumsum([len(a) for a in item_arrays])[:-1])
 
 
 class SplitAndTokenize(beam.PTransform):
-    """``(histories, boundary, vocab)`` -> outputs ``good`` (StudentTokens), ``stats``, ``students_csv``.
+    """``(histories, boundary, vocab)`` -> outputs ``good`` (lists of StudentTokens), ``stats``,
+    ``students_csv``.
 
     boundary and vocab are singleton PCollections (``splits.SplitBoundary``,
     ``vocabulary.BuildVocabulary``).
@@ -156,24 +158,90 @@ class SplitAndTokenize(beam.PTransform):
         ).with_outputs(read_raw.STATS, STUDENTS_CSV, main="good")
 
 
-def individual_rows(tokens: StudentTokens, row_length: int):
-    """StudentTokens -> ``(split name, row)`` per chunk of at most ``row_length`` per split."""
-    history = tokens.history
+def concat_row_batches(batches: list) -> dict:
+    """Row batches (``row_builder.stack_rows`` layout) -> one batch; ``classroom`` as a list."""
+    out = {
+        name: np.concatenate([b[name] for b in batches])
+        for name in (*row_format.SEQUENCE_FEATURES, "grade", "wealth")
+    }
+    out["classroom"] = [c for b in batches for c in b["classroom"]]
+    return out
+
+
+def _row_batch(layout: dict, classrooms: list, grades, wealths) -> dict:
+    layout["classroom"] = [c.encode("utf-8") if isinstance(c, str) else c for c in classrooms]
+    layout["grade"] = np.asarray(grades, dtype=np.int32)
+    layout["wealth"] = np.asarray(wealths, dtype=np.int32)
+    return layout
+
+
+def individual_rows(tokens_batch: list, row_length: int):
+    """StudentTokens list -> ``(split name, row batch)`` per split present.
+
+    Each student's interactions of a split are cut into consecutive chunks of at most
+    ``row_length``, one chunk per row. A row batch is a dict of ``[rows, row_length]`` sequence
+    arrays plus per-row ``classroom`` (list of bytes), ``grade`` and ``wealth`` (``[rows] int32``).
+    """
+    if not tokens_batch:
+        return
+    histories = [t.history for t in tokens_batch]
+    sizes = np.array([len(h.items) for h in histories], dtype=np.int64)
+    owner = np.repeat(np.arange(len(histories)), sizes)
+    split_of = np.concatenate([h.splits for h in histories]).astype(np.int64)
+    # Stable sort by (split, student) keeps every student's time order.
+    order = np.lexsort((owner, split_of))
+    owner, split_of = owner[order], split_of[order]
+    group_start = np.r_[True, (owner[1:] != owner[:-1]) | (split_of[1:] != split_of[:-1])]
+    group_id = np.cumsum(group_start) - 1
+    group_first = np.flatnonzero(group_start)
+    group_size = np.diff(np.r_[group_first, len(owner)])
+    position = np.arange(len(owner)) - group_first[group_id]  # index within (student, split)
+    remaining = group_size[group_id] - position
+    starts = np.flatnonzero(position % row_length == 0)
+    lengths = np.minimum(row_length, remaining[starts])
+    features = _concat_features(tokens_batch, order)
+    name_offsets = np.cumsum([0] + [len(h.classroom_names) for h in histories])
+    classroom_names = [name for h in histories for name in h.classroom_names]
+    classroom_index = (
+        name_offsets[:-1][owner] + np.concatenate([h.classroom_codes for h in histories])[order]
+    )
+    grades = np.array([h.profile.grade_code for h in histories])
+    wealths = np.array([h.profile.wealth_code for h in histories])
     for split_index, split_name in enumerate(row_format.SPLITS):
-        index = np.flatnonzero(history.splits == split_index)
-        for start, end in row_builder.chunk_bounds(len(index), row_length):
-            chunk = index[start:end]
-            yield split_name, row_builder.build_row(
-                [tokens.segment(chunk)],
-                row_length,
-                classroom=history.classroom_names[history.classroom_codes[chunk[0]]],
-                grade=history.profile.grade_code,
-                wealth=history.profile.wealth_code,
-            )
+        chosen = starts[split_of[starts] == split_index]
+        if not len(chosen):
+            continue
+        layout = row_builder.layout_segments(
+            features,
+            chosen,
+            lengths[split_of[starts] == split_index],
+            np.arange(len(chosen)),
+            np.zeros(len(chosen), dtype=np.int64),
+            len(chosen),
+            row_length,
+        )
+        classrooms = [classroom_names[i] for i in classroom_index[chosen]]
+        yield split_name, _row_batch(
+            layout, classrooms, grades[owner[chosen]], wealths[owner[chosen]]
+        )
+
+
+def _concat_features(tokens_batch: list, order: np.ndarray) -> dict:
+    """Per-interaction ``row_builder.SOURCE_FEATURES`` of all students, reordered by ``order``."""
+    histories = [t.history for t in tokens_batch]
+    sizes = [len(h.items) for h in histories]
+    return {
+        "item_ids": np.concatenate([t.token_ids for t in tokens_batch])[order],
+        "timestamps": np.concatenate([h.timestamps for h in histories])[order],
+        "student_hash": np.repeat([h.student_hash for h in histories], sizes).astype(np.int64)[order],
+        "history_len": np.concatenate([h.history_len for h in histories])[order],
+        "is_novel": np.concatenate([h.is_novel for h in histories])[order],
+        "is_continuation": np.concatenate([h.is_continuation for h in histories])[order],
+    }
 
 
 class IndividualRows(beam.PTransform):
-    """StudentTokens -> ``(split name, Individual row)``."""
+    """Lists of StudentTokens -> ``(split name, row batch of Individual rows)``."""
 
     def __init__(self, row_length: int):
         super().__init__()
@@ -209,6 +277,65 @@ def classroom_members(tokens: StudentTokens):
         )
 
 
+def classroom_bucket(classroom: str, num_buckets: int) -> int:
+    """Stable bucket of a classroom key in ``[0, num_buckets)`` (same on every runner)."""
+    return zlib.crc32(classroom.encode("utf-8")) % num_buckets
+
+
+class MemberBatch(NamedTuple):
+    """ClassroomMembers of many (split, classroom) pairs in columns: one array set per batch,
+    cheap to move between pipeline stages. Per member: ``keys`` (split name, classroom),
+    ``student_ids``, ``student_hashes`` / ``grade_codes`` / ``wealth_codes`` / ``sizes`` (``[m]``
+    int64); ``features``: ``[5, sum(sizes)]`` int64, the members' features side by side.
+    """
+
+    keys: list
+    student_ids: list
+    student_hashes: np.ndarray
+    grade_codes: np.ndarray
+    wealth_codes: np.ndarray
+    sizes: np.ndarray
+    features: np.ndarray
+
+    @classmethod
+    def from_members(cls, keyed_members: list) -> "MemberBatch":
+        members = [m for _, m in keyed_members]
+        return cls(
+            keys=[k for k, _ in keyed_members],
+            student_ids=[m.student_id for m in members],
+            student_hashes=np.array([m.student_hash for m in members], dtype=np.int64),
+            grade_codes=np.array([m.grade_code for m in members], dtype=np.int64),
+            wealth_codes=np.array([m.wealth_code for m in members], dtype=np.int64),
+            sizes=np.array([m.features.shape[1] for m in members], dtype=np.int64),
+            features=np.concatenate([m.features for m in members], axis=1),
+        )
+
+    def members(self):
+        """Yields ``((split name, classroom), ClassroomMember)`` per member."""
+        bounds = np.cumsum(np.r_[0, self.sizes]).tolist()
+        hashes, grades, wealths = (
+            a.tolist() for a in (self.student_hashes, self.grade_codes, self.wealth_codes)
+        )
+        for i, key in enumerate(self.keys):
+            yield key, ClassroomMember(
+                self.student_ids[i],
+                hashes[i],
+                grades[i],
+                wealths[i],
+                self.features[:, bounds[i] : bounds[i + 1]],
+            )
+
+
+def bucketed_members(tokens_batch: list, num_buckets: int):
+    """StudentTokens list -> ``(bucket, MemberBatch)`` per classroom bucket met."""
+    by_bucket = {}
+    for tokens in tokens_batch:
+        for key, member in classroom_members(tokens):
+            by_bucket.setdefault(classroom_bucket(key[1], num_buckets), []).append((key, member))
+    for bucket, keyed_members in by_bucket.items():
+        yield bucket, MemberBatch.from_members(keyed_members)
+
+
 def pack_classroom(
     split_name: str,
     classroom: str,
@@ -217,7 +344,7 @@ def pack_classroom(
     segment_length: int,
     num_packings: int,
     seed: int,
-) -> list:
+) -> dict:
     """STUDY rows of one (split, classroom).
 
     Args:
@@ -226,62 +353,101 @@ def pack_classroom(
       num_packings: packings of training rows; evaluation splits get one ordered packing.
 
     Returns:
-      Row dicts (``row_builder.build_row``).
+      A row batch (see ``individual_rows``), rows in packing order.
     """
     members = sorted(members, key=lambda m: m.student_id)
-    segments, owners = [], []
-    for member_index, member in enumerate(members):
-        for segment in row_builder.split_segments(member.segment(), segment_length):
-            segments.append(segment)
+    sizes = [m.features.shape[1] for m in members]
+    member_start = np.cumsum([0] + sizes)
+    starts, lengths, owners = [], [], []
+    for member_index, size in enumerate(sizes):
+        for start, end in row_builder.chunk_bounds(size, segment_length):
+            starts.append(member_start[member_index] + start)
+            lengths.append(end - start)
             owners.append(member_index)
-    lengths = [len(s) for s in segments]
     if split_name == row_format.SPLITS[splits_lib.TRAIN]:
         orders = [
             row_builder.shuffled_order(
-                len(segments), row_builder.packing_seed(seed, packing, classroom)
+                len(starts), row_builder.packing_seed(seed, packing, classroom)
             )
             for packing in range(num_packings)
         ]
     else:
-        orders = [np.arange(len(segments))]
-    rows = []
+        orders = [np.arange(len(starts))]
+    segment_ids, segment_rows, segment_slots, first_owner = [], [], [], []
     for order in orders:
         for packed in row_builder.pack_segments(lengths, owners, row_length, order):
-            first = members[owners[packed[0]]]
-            rows.append(
-                row_builder.build_row(
-                    [segments[i] for i in packed],
-                    row_length,
-                    classroom=classroom,
-                    grade=first.grade_code,
-                    wealth=first.wealth_code,
-                )
-            )
-    return rows
+            row = len(first_owner)
+            first_owner.append(owners[packed[0]])
+            segment_ids.extend(packed)
+            segment_rows.extend([row] * len(packed))
+            segment_slots.extend(range(len(packed)))
+    stacked = np.concatenate([m.features for m in members], axis=1)
+    features = dict(
+        zip(("item_ids", "timestamps", "history_len", "is_novel", "is_continuation"), stacked)
+    )
+    features["student_hash"] = np.repeat([m.student_hash for m in members], sizes).astype(np.int64)
+    segment_ids = np.asarray(segment_ids, dtype=np.int64)
+    layout = row_builder.layout_segments(
+        features,
+        np.asarray(starts, dtype=np.int64)[segment_ids],
+        np.asarray(lengths, dtype=np.int64)[segment_ids],
+        segment_rows,
+        segment_slots,
+        len(first_owner),
+        row_length,
+    )
+    first = [members[o] for o in first_owner]
+    return _row_batch(
+        layout,
+        [classroom] * len(first),
+        [m.grade_code for m in first],
+        [m.wealth_code for m in first],
+    )
 
 
 class StudyRows(beam.PTransform):
-    """StudentTokens -> ``(split name, STUDY row)``."""
+    """Lists of StudentTokens -> ``(split name, row batch of STUDY rows)``.
 
-    def __init__(self, row_length: int, segment_length: int, num_packings: int, seed: int):
+    Classrooms travel in ``num_buckets`` buckets (``classroom_bucket``): one grouping element per
+    bucket and batch of students rather than one per student and classroom.
+    """
+
+    def __init__(
+        self,
+        row_length: int,
+        segment_length: int,
+        num_packings: int,
+        seed: int,
+        num_buckets: int = 64,
+    ):
         super().__init__()
         if not 1 <= segment_length <= row_length:
             raise ValueError(
                 f"segment_length={segment_length} must be in [1, row_length={row_length}]"
             )
         self._args = (row_length, segment_length, num_packings, seed)
+        self._num_buckets = num_buckets
 
     def expand(self, tokens):
         args = self._args
 
-        def rows_of_classroom(keyed):
-            (split_name, classroom), members = keyed
-            for row in pack_classroom(split_name, classroom, list(members), *args):
-                yield split_name, row
+        def rows_of_bucket(keyed):
+            _, member_batches = keyed
+            classrooms = {}
+            for batch in member_batches:
+                for key, member in batch.members():
+                    classrooms.setdefault(key, []).append(member)
+            by_split = {}
+            for (split_name, classroom), members in sorted(classrooms.items()):
+                by_split.setdefault(split_name, []).append(
+                    pack_classroom(split_name, classroom, members, *args)
+                )
+            for split_name, batches in by_split.items():
+                yield split_name, concat_row_batches(batches)
 
         return (
             tokens
-            | "ClassroomMembers" >> beam.FlatMap(classroom_members)
-            | "GroupByClassroom" >> beam.GroupByKey()
-            | "PackClassrooms" >> beam.FlatMap(rows_of_classroom)
+            | "ClassroomMembers" >> beam.FlatMap(bucketed_members, self._num_buckets)
+            | "GroupByBucket" >> beam.GroupByKey()
+            | "PackClassrooms" >> beam.FlatMap(rows_of_bucket)
         )

@@ -1,9 +1,10 @@
 """Reading and validating the raw input files: interactions, roster and schools (CSV or Parquet).
 
 Files are read in large chunks inside a DoFn (pyarrow's streaming CSV reader, Parquet record
-batches) and validated with vectorized NumPy/pandas operations. Good records leave as per-student
-batches; bad ones leave as dead letters ``{"source", "line", "reason", "record"}``; per-chunk
-counters leave on a ``stats`` output.
+batches) and validated with vectorized NumPy/pandas operations. Good interactions and roster records
+leave per chunk and student bucket (``student_buckets``: many students per element, so that later
+stages work on large batches); bad ones leave as dead letters ``{"source", "line", "reason",
+"record"}``; per-chunk counters leave on a ``stats`` output.
 
 Columns follow ``study.data.raw_schema``: canonical names, or the official STUDY release's aliases
 where the canonical name is absent. ``line`` is the 1-based data line of a CSV file (the header is
@@ -15,6 +16,7 @@ A file that cannot be read at all (no match, unknown format, missing columns, no
 
 import dataclasses
 import json
+import zlib
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -84,6 +86,32 @@ class InteractionBatch(NamedTuple):
     items: np.ndarray
     timestamps: np.ndarray
     orders: np.ndarray
+
+
+class StudentInteractions(NamedTuple):
+    """Interactions of several students, in input order. Arrays are ``[n]``.
+
+    students, items: ``<U`` arrays of raw ids; timestamps, orders: int64 (see InteractionBatch).
+    """
+
+    students: np.ndarray
+    items: np.ndarray
+    timestamps: np.ndarray
+    orders: np.ndarray
+
+
+# Students travel between stages in buckets (many students per element) rather than one by one.
+DEFAULT_STUDENT_BUCKETS = 128
+
+
+def student_buckets(student_ids: np.ndarray, num_buckets: int) -> np.ndarray:
+    """``[n]`` student ids -> ``[n] int64`` bucket in ``[0, num_buckets)``, the same on every runner."""
+    encoded = pc.dictionary_encode(pa.array(np.asarray(student_ids, dtype=object), pa.string()))
+    names = encoded.dictionary.to_pylist()
+    per_name = np.array(
+        [zlib.crc32(name.encode("utf-8")) % num_buckets for name in names], dtype=np.int64
+    )
+    return per_name[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
 def input_order(file_index: int, line) -> np.ndarray:
@@ -357,8 +385,9 @@ class _ReadFileDoFn(beam.DoFn):
 
     kind: FileKind
 
-    def __init__(self, chunk_bytes: int):
+    def __init__(self, chunk_bytes: int, num_buckets: int = 1):
         self._chunk_bytes = chunk_bytes
+        self._num_buckets = num_buckets
 
     def process(self, input_file: InputFile):
         for columns, lines, malformed in read_chunks(input_file, self._chunk_bytes):
@@ -390,7 +419,8 @@ class _ReadFileDoFn(beam.DoFn):
 
 
 class ReadInteractionFileDoFn(_ReadFileDoFn):
-    """InputFile -> ``(student_id, InteractionBatch)`` per student and chunk; dead letters; stats."""
+    """InputFile -> ``(bucket, StudentInteractions)`` per student bucket and chunk; dead letters;
+    stats."""
 
     kind = INTERACTIONS
 
@@ -413,21 +443,19 @@ class ReadInteractionFileDoFn(_ReadFileDoFn):
         if not len(good):
             return
         # Fixed-width unicode pickles as one buffer, much faster than an object array of str.
-        students, items, timestamps = students[good], items[good].astype(str), timestamps[good]
-        orders = input_order(input_file.index, lines[good])
-        # Group rows by student with integer codes (sorting object arrays is slow).
-        encoded = pc.dictionary_encode(pa.array(students, pa.string()))
-        codes = encoded.indices.to_numpy()
-        names = encoded.dictionary.to_pylist()
-        by_student = np.argsort(codes, kind="stable")
-        bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(names)))])
-        for code, name in enumerate(names):
-            rows = by_student[bounds[code] : bounds[code + 1]]
-            yield name, InteractionBatch(items[rows], timestamps[rows], orders[rows])
+        students, items = students[good].astype(str), items[good].astype(str)
+        timestamps, orders = timestamps[good], input_order(input_file.index, lines[good])
+        buckets = student_buckets(students, self._num_buckets)
+        for bucket in np.unique(buckets):
+            rows = np.flatnonzero(buckets == bucket)
+            yield int(bucket), StudentInteractions(
+                students[rows], items[rows], timestamps[rows], orders[rows]
+            )
 
 
 class ReadRosterFileDoFn(_ReadFileDoFn):
-    """InputFile -> ``(student_id, roster record dict)``; dead letters; stats."""
+    """InputFile -> ``(bucket, [roster record dicts])`` per student bucket and chunk; dead letters;
+    stats."""
 
     kind = ROSTER
 
@@ -439,10 +467,14 @@ class ReadRosterFileDoFn(_ReadFileDoFn):
         yield from self._reject(input_file, texts, lines, missing_school, "missing_school_id", stats)
         orders = input_order(input_file.index, lines)
         names = list(texts)
-        for i in np.flatnonzero(~(missing_student | missing_school)):
+        kept = np.flatnonzero(~(missing_student | missing_school))
+        buckets = student_buckets(texts["student_id"][kept], self._num_buckets)
+        by_bucket = {}
+        for i, bucket in zip(kept.tolist(), buckets.tolist()):
             record = {name: texts[name][i] for name in names}
             record["order"] = int(orders[i])
-            yield record["student_id"], record
+            by_bucket.setdefault(bucket, []).append(record)
+        yield from by_bucket.items()
 
 
 class ReadSchoolFileDoFn(_ReadFileDoFn):
@@ -462,7 +494,12 @@ class ReadSchoolFileDoFn(_ReadFileDoFn):
 
 
 class ReadRawFiles(beam.PTransform):
-    """Inspected input files -> tagged outputs ``good``, ``dead_letter``, ``stats``."""
+    """Inspected input files -> tagged outputs ``good``, ``dead_letter``, ``stats``.
+
+    ``good``: interactions as ``(bucket, StudentInteractions)``, roster records as ``(bucket,
+    [records])`` (``student_buckets``: many students per element), schools as ``(school_id,
+    record)``.
+    """
 
     _DO_FNS = {
         "interactions": ReadInteractionFileDoFn,
@@ -470,11 +507,18 @@ class ReadRawFiles(beam.PTransform):
         "schools": ReadSchoolFileDoFn,
     }
 
-    def __init__(self, files: list, kind: FileKind, chunk_bytes: int = 64 << 20):
+    def __init__(
+        self,
+        files: list,
+        kind: FileKind,
+        chunk_bytes: int = 64 << 20,
+        num_buckets: int = DEFAULT_STUDENT_BUCKETS,
+    ):
         super().__init__()
         self._files = files
         self._kind = kind
         self._chunk_bytes = chunk_bytes
+        self._num_buckets = num_buckets
 
     def expand(self, pbegin):
         return (
@@ -483,7 +527,9 @@ class ReadRawFiles(beam.PTransform):
             # Files spread over workers, one reader each.
             | "Reshuffle" >> beam.Reshuffle()
             | "ReadChunks"
-            >> beam.ParDo(self._DO_FNS[self._kind.name](self._chunk_bytes)).with_outputs(
+            >> beam.ParDo(
+                self._DO_FNS[self._kind.name](self._chunk_bytes, self._num_buckets)
+            ).with_outputs(
                 DEAD_LETTER, STATS, main="good"
             )
         )
@@ -565,6 +611,7 @@ __all__ = [
     "InputError",
     "InputFile",
     "InteractionBatch",
+    "StudentInteractions",
     "INTERACTIONS",
     "ROSTER",
     "SCHOOLS",

@@ -55,7 +55,8 @@ def assign_splits(history, boundary: int, validation_fraction: float):
 
 
 class SplitBoundary(beam.PTransform):
-    """StudentHistory PCollection -> singleton PCollection of the boundary (epoch seconds)."""
+    """PCollection of ``student_sequences.HistoryBatch`` -> singleton PCollection of the boundary
+    (epoch seconds)."""
 
     def __init__(self, split_timestamp: int | None, start_month: int):
         super().__init__()
@@ -68,7 +69,7 @@ class SplitBoundary(beam.PTransform):
         start_month = self._start_month
         return (
             histories
-            | "FirstTimestamp" >> beam.Map(lambda h: int(h.timestamps[0]))
+            | "FirstTimestamp" >> beam.Map(lambda batch: int(batch.timestamps.min()))
             | "Earliest" >> beam.CombineGlobally(lambda values: min(values, default=0))
             | "NextSchoolYear" >> beam.Map(default_split_timestamp, start_month)
         )

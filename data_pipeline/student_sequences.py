@@ -1,8 +1,9 @@
 """Per-student histories: join interactions with the roster, drop duplicates, order in time.
 
-``StudentHistories`` groups the per-chunk interaction batches and the roster records by student and
-emits one ``StudentHistory`` per student: time-ordered (ties by input order), duplicate events
-removed (the first in input order is kept), with the history features of every interaction
+``StudentHistories`` groups the per-chunk interaction batches and the roster records by student
+bucket (many students per element) and emits ``HistoryBatch`` elements holding one
+``StudentHistory`` per student: time-ordered (ties by input order), duplicate events removed (the
+first in input order is kept), with the history features of every interaction
 (``history_len``, ``is_novel``, ``is_continuation`` over the whole history) and the classroom key
 of every interaction. Interactions of students absent from the roster, duplicate events and extra
 roster entries of a student leave as dead letters.
@@ -12,6 +13,8 @@ from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from data_pipeline import read_raw
 from study.data import raw_schema
@@ -56,6 +59,69 @@ class StudentHistory(NamedTuple):
     def classrooms(self) -> np.ndarray:
         """``[n]`` object array: the classroom key of each interaction."""
         return np.array(self.classroom_names, dtype=object)[self.classroom_codes]
+
+
+class HistoryBatch(NamedTuple):
+    """StudentHistory of many students in columns: one array set per batch, cheap to move between
+    pipeline stages. Per student: ``student_ids``, ``student_hashes`` (``[m]`` int64),
+    ``profiles``, ``classroom_names`` and ``sizes`` (``[m]`` int64); per interaction, students
+    side by side: ``items``, ``timestamps``, ``history_len``, ``is_novel``, ``is_continuation``,
+    ``classroom_codes`` (as in StudentHistory).
+    """
+
+    student_ids: list
+    student_hashes: np.ndarray
+    profiles: list
+    classroom_names: list
+    sizes: np.ndarray
+    items: np.ndarray
+    timestamps: np.ndarray
+    history_len: np.ndarray
+    is_novel: np.ndarray
+    is_continuation: np.ndarray
+    classroom_codes: np.ndarray
+
+    @classmethod
+    def from_histories(cls, histories: list) -> "HistoryBatch":
+        def joined(name):
+            return np.concatenate([getattr(h, name) for h in histories])
+
+        return cls(
+            student_ids=[h.student_id for h in histories],
+            student_hashes=np.array([h.student_hash for h in histories], dtype=np.int64),
+            profiles=[h.profile for h in histories],
+            classroom_names=[h.classroom_names for h in histories],
+            sizes=np.array([len(h.items) for h in histories], dtype=np.int64),
+            items=joined("items"),
+            timestamps=joined("timestamps"),
+            history_len=joined("history_len"),
+            is_novel=joined("is_novel"),
+            is_continuation=joined("is_continuation"),
+            classroom_codes=joined("classroom_codes"),
+        )
+
+    def histories(self) -> list:
+        """The StudentHistory of each student (array fields are views into the batch)."""
+        bounds = np.cumsum(np.r_[0, self.sizes]).tolist()
+        hashes = self.student_hashes.tolist()
+        out = []
+        for i, student_id in enumerate(self.student_ids):
+            part = slice(bounds[i], bounds[i + 1])
+            out.append(
+                StudentHistory(
+                    student_id=student_id,
+                    student_hash=hashes[i],
+                    profile=self.profiles[i],
+                    items=self.items[part],
+                    timestamps=self.timestamps[part],
+                    history_len=self.history_len[part],
+                    is_novel=self.is_novel[part],
+                    is_continuation=self.is_continuation[part],
+                    classroom_names=self.classroom_names[i],
+                    classroom_codes=self.classroom_codes[part],
+                )
+            )
+        return out
 
 
 def school_years(timestamps: np.ndarray, start_month: int = raw_schema.SCHOOL_YEAR_START_MONTH):
@@ -118,13 +184,37 @@ def order_and_deduplicate(batches: list) -> tuple:
     return items, timestamps, orders, kept, duplicates
 
 
-class BuildStudentHistoryDoFn(read_raw.BundleCounters, beam.DoFn):
-    """``(student_id, {"interactions": [batches], "roster": [records]})`` -> StudentHistory."""
+def split_by_student(chunks: list) -> dict:
+    """``read_raw.StudentInteractions`` chunks -> ``{student_id: read_raw.InteractionBatch}``."""
+    if not chunks:
+        return {}
+    students = np.concatenate([c.students for c in chunks])
+    items = np.concatenate([c.items for c in chunks])
+    timestamps = np.concatenate([c.timestamps for c in chunks])
+    orders = np.concatenate([c.orders for c in chunks])
+    encoded = pc.dictionary_encode(pa.array(students.astype(object), pa.string()))
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    names = encoded.dictionary.to_pylist()
+    by_student = np.argsort(codes, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(names)))])
+    batches = {}
+    for code, name in enumerate(names):
+        rows = by_student[bounds[code] : bounds[code + 1]]
+        batches[name] = read_raw.InteractionBatch(items[rows], timestamps[rows], orders[rows])
+    return batches
 
-    def __init__(self, interaction_paths: list, roster_paths: list, start_month: int):
+
+class BuildStudentHistoryDoFn(read_raw.BundleCounters, beam.DoFn):
+    """``(bucket, {"interactions": [StudentInteractions], "roster": [[records]]})`` -> HistoryBatch
+    (students of the bucket in id order, up to ``batch_size`` per batch)."""
+
+    def __init__(
+        self, interaction_paths: list, roster_paths: list, start_month: int, batch_size: int = 1024
+    ):
         self._interaction_paths = interaction_paths
         self._roster_paths = roster_paths
         self._start_month = start_month
+        self._batch_size = batch_size
 
     def _letter(self, paths, order, reason, record):
         file_index, line = read_raw.order_to_file_line(order)
@@ -134,9 +224,29 @@ class BuildStudentHistoryDoFn(read_raw.BundleCounters, beam.DoFn):
         )
 
     def process(self, keyed, schools):
-        student_id, grouped = keyed
-        batches = list(grouped["interactions"])
-        rosters = sorted(grouped["roster"], key=lambda r: r["order"])
+        _, grouped = keyed
+        batches = split_by_student(list(grouped["interactions"]))
+        rosters = {}
+        for records in grouped["roster"]:
+            for record in records:
+                rosters.setdefault(record["student_id"], []).append(record)
+        histories = []
+        for student_id in sorted(batches.keys() | rosters.keys()):
+            batch, student_rosters = batches.get(student_id), rosters.get(student_id, [])
+            for output in self._student(student_id, batch, student_rosters, schools):
+                if isinstance(output, StudentHistory):
+                    histories.append(output)
+                    if len(histories) == self._batch_size:
+                        yield HistoryBatch.from_histories(histories)
+                        histories = []
+                else:
+                    yield output
+        if histories:
+            yield HistoryBatch.from_histories(histories)
+
+    def _student(self, student_id, batch, rosters, schools):
+        """One student's dead letters and StudentHistory (when in the roster and active)."""
+        rosters = sorted(rosters, key=lambda r: r["order"])
         stats = {}
         for extra in rosters[1:]:
             record = {k: v for k, v in extra.items() if k != "order"}
@@ -145,8 +255,8 @@ class BuildStudentHistoryDoFn(read_raw.BundleCounters, beam.DoFn):
             stats["roster/rows_kept"] = 1
             if len(rosters) > 1:
                 stats["roster/dead/duplicate_roster_entry"] = len(rosters) - 1
-        if batches:
-            items, timestamps, orders, kept, duplicates = order_and_deduplicate(batches)
+        if batch is not None:
+            items, timestamps, orders, kept, duplicates = order_and_deduplicate([batch])
             reason = "duplicate_event" if rosters else "student_not_in_roster"
             dead = duplicates if rosters else np.arange(len(items))
             for i in dead:
@@ -182,11 +292,11 @@ class BuildStudentHistoryDoFn(read_raw.BundleCounters, beam.DoFn):
 
 
 class StudentHistories(beam.PTransform):
-    """Joins interaction batches, roster records and the schools table into StudentHistory.
+    """Joins interactions, roster records and the schools table into HistoryBatch elements.
 
-    Inputs: ``(interactions, roster, schools)`` PCollections of ``(student_id, InteractionBatch)``,
-    ``(student_id, roster record)`` and ``(school_id, school record)``. Outputs tagged ``good``
-    (StudentHistory), ``dead_letter`` and ``stats``.
+    Inputs: ``(interactions, roster, schools)`` PCollections of ``(bucket, StudentInteractions)``,
+    ``(bucket, [roster records])`` (``read_raw.student_buckets``) and ``(school_id, school
+    record)``. Outputs tagged ``good`` (HistoryBatch), ``dead_letter`` and ``stats``.
     """
 
     def __init__(self, interaction_paths: list, roster_paths: list, start_month: int):
@@ -197,7 +307,7 @@ class StudentHistories(beam.PTransform):
         interactions, roster, schools = inputs
         return (
             {"interactions": interactions, "roster": roster}
-            | "GroupByStudent" >> beam.CoGroupByKey()
+            | "GroupByBucket" >> beam.CoGroupByKey()
             | "BuildHistories"
             >> beam.ParDo(self._do_fn, schools=beam.pvalue.AsDict(schools)).with_outputs(
                 read_raw.DEAD_LETTER, read_raw.STATS, main="good"

@@ -35,13 +35,14 @@ class CountTrainItems(beam.CombineFn):
         return dict(counts)
 
 
-def train_items(history, boundary: int):
-    """A StudentHistory's raw items of the training period (timestamp < boundary)."""
-    return history.items[history.timestamps < boundary]
+def train_items(batch, boundary: int):
+    """``student_sequences.HistoryBatch`` -> ``[n]`` raw items of the training period
+    (timestamp < boundary)."""
+    return batch.items[batch.timestamps < boundary]
 
 
 class BuildVocabulary(beam.PTransform):
-    """``(histories, boundary singleton)`` -> singleton PCollection of the Vocabulary."""
+    """``(HistoryBatch PCollection, boundary singleton)`` -> singleton PCollection of the Vocabulary."""
 
     def __init__(self, max_items: int):
         super().__init__()

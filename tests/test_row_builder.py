@@ -120,3 +120,53 @@ def test_load_vocab_rejects_other_reserved_ids(tmp_path):
     path.write_text(json.dumps({"reserved": {"pad": 0}, "first_item_id": 1, "items": []}))
     with pytest.raises(ValueError, match="reserved"):
         vocabulary.load_vocab(str(path))
+
+
+def test_layout_segments_by_hand():
+    # Interactions 0..5 with item ids 10..15; row 0 = [1:3] SEP [4:5], row 1 = [0:1], row 2 empty.
+    features = {name: np.arange(6) for name in row_builder.SOURCE_FEATURES}
+    features["item_ids"] = np.arange(10, 16)
+    features["student_hash"] = np.array([7, 7, 7, 7, 9, 9])
+    # Segments in any order; student_index says where each goes in its row.
+    out = row_builder.layout_segments(
+        features, starts=[4, 0, 1], lengths=[1, 1, 2], rows=[0, 1, 0],
+        student_index=[1, 0, 0], num_rows=3, row_length=5,
+    )
+    assert out["item_ids"].tolist() == [[11, 12, reserved_ids.SEP, 14, 0], [10, 0, 0, 0, 0], [0] * 5]
+    assert out["student_index"].tolist() == [[0, 0, -1, 1, -1], [0, -1, -1, -1, -1], [-1] * 5]
+    assert out["positions"].tolist() == [[0, 1, 0, 0, 0], [0, 0, 0, 0, 0], [0] * 5]
+    assert out["student_hash"].tolist() == [[7, 7, 0, 9, 0], [7, 0, 0, 0, 0], [0] * 5]
+    assert {k: v.dtype for k, v in out.items()} == {
+        k: np.dtype(v) for k, v in row_format.SEQUENCE_FEATURES.items()
+    }
+    with pytest.raises(ValueError, match="row_length"):
+        row_builder.layout_segments(features, [0, 2], [2, 3], [0, 0], [0, 1], 1, 5)
+
+
+def test_layout_segments_equals_build_row_on_random_rows():
+    rng = np.random.default_rng(3)
+    features = {name: rng.integers(0, 1000, 600) for name in row_builder.SOURCE_FEATURES}
+    row_length, segments, expected, next_start = 12, [], [], 0
+    for row in range(40):
+        parts, used = [], 0
+        while rng.random() > 0.2:
+            length = int(rng.integers(1, 5))
+            if used + length + (1 if parts else 0) > row_length:
+                break
+            start, next_start = next_start, next_start + length  # disjoint sources
+            features["student_hash"][start : start + length] = features["student_hash"][start]
+            segments.append((start, length, row, len(parts)))
+            parts.append(
+                row_builder.Segment(
+                    *(features[n][start : start + length] for n in ("item_ids", "timestamps")),
+                    student_hash=int(features["student_hash"][start]),
+                    **{n: features[n][start : start + length] for n in ("history_len", "is_novel", "is_continuation")},
+                )
+            )
+            used += length + (1 if len(parts) > 1 else 0)
+        expected.append(row_builder.build_row(parts, row_length))
+    shuffled = [segments[i] for i in rng.permutation(len(segments))]
+    starts, lengths, rows, slots = (np.array(col) for col in zip(*shuffled))
+    out = row_builder.layout_segments(features, starts, lengths, rows, slots, 40, row_length)
+    for name in row_format.SEQUENCE_FEATURES:
+        assert out[name].tolist() == [r[name].tolist() for r in expected], name

@@ -43,16 +43,6 @@ class Segment:
     def __len__(self) -> int:
         return len(self.item_ids)
 
-    def slice(self, start: int, end: int) -> "Segment":
-        return Segment(
-            item_ids=self.item_ids[start:end],
-            timestamps=self.timestamps[start:end],
-            student_hash=self.student_hash,
-            history_len=self.history_len[start:end],
-            is_novel=self.is_novel[start:end],
-            is_continuation=self.is_continuation[start:end],
-        )
-
 
 def history_features(raw_items: Sequence) -> tuple:
     """Per-interaction history features of one student's time-ordered raw items.
@@ -81,11 +71,6 @@ def chunk_bounds(length: int, max_length: int) -> list:
     if max_length < 1:
         raise ValueError(f"max_length must be >= 1, got {max_length}")
     return [(start, min(start + max_length, length)) for start in range(0, length, max_length)]
-
-
-def split_segments(segment: Segment, max_length: int) -> list:
-    """Cuts a student's sequence into consecutive segments of at most ``max_length`` items."""
-    return [segment.slice(start, end) for start, end in chunk_bounds(len(segment), max_length)]
 
 
 _EMPTY_ROWS = {}  # row_length -> template row of padding
@@ -139,6 +124,63 @@ def build_row(
     row["grade"] = np.int32(grade)
     row["wealth"] = np.int32(wealth)
     return row
+
+
+# Per-interaction features that ``layout_segments`` copies from its sources.
+SOURCE_FEATURES = ("item_ids", "timestamps", "student_hash", "history_len", "is_novel", "is_continuation")
+
+
+def layout_segments(
+    features: dict,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    rows: np.ndarray,
+    student_index: np.ndarray,
+    num_rows: int,
+    row_length: int,
+) -> dict:
+    """Vectorized ``build_row`` of many rows at once (sequence features only).
+
+    Segment j copies ``features[name][starts[j] : starts[j] + lengths[j]]`` into row ``rows[j]``
+    as the row's ``student_index[j]``-th segment. A row's segments must be given in layout order
+    (student_index 0, 1, ...); segment k > 0 of a row starts after segment k - 1 and one ``SEP``.
+
+    Args:
+      features: ``SOURCE_FEATURES`` -> ``[n]`` per-interaction arrays (student_hash per interaction).
+      starts, lengths, rows, student_index: ``[num_segments]`` ints.
+      num_rows: rows to build (rows without a segment stay padding); row_length: c.
+
+    Returns:
+      ``row_format.SEQUENCE_FEATURES`` -> ``[num_rows, row_length]`` arrays, equal to stacking
+      ``build_row`` of each row's segments.
+    """
+    starts, lengths, rows, student_index = (
+        np.asarray(a, dtype=np.int64) for a in (starts, lengths, rows, student_index)
+    )
+    # Column of each segment: after the earlier segments of its row and one SEP each.
+    order = np.lexsort((student_index, rows))
+    ends = np.cumsum(lengths[order] + 1)
+    row_first = np.r_[True, rows[order][1:] != rows[order][:-1]]
+    row_base = np.maximum.accumulate(np.where(row_first, ends - lengths[order] - 1, 0))
+    columns = np.empty_like(lengths)
+    columns[order] = ends - lengths[order] - 1 - row_base
+    if len(lengths) and int((columns + lengths).max()) > row_length:
+        raise ValueError(f"segments need more than row_length={row_length} positions")
+    segment_of = np.repeat(np.arange(len(lengths)), lengths)
+    offset = np.arange(len(segment_of)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    source = starts[segment_of] + offset
+    target = (rows[segment_of], columns[segment_of] + offset)
+    out = {
+        name: np.full((num_rows, row_length), row_format.FILL_VALUES[name], dtype=dtype)
+        for name, dtype in row_format.SEQUENCE_FEATURES.items()
+    }
+    for name in SOURCE_FEATURES:
+        out[name][target] = np.asarray(features[name])[source]
+    out["student_index"][target] = student_index[segment_of]
+    out["positions"][target] = offset
+    after_sep = student_index > 0
+    out["item_ids"][rows[after_sep], columns[after_sep] - 1] = reserved_ids.SEP
+    return out
 
 
 def pack_segments(
