@@ -10,8 +10,9 @@ what the temporal-causality contract allows (``study.models.attention_masks``):
   only changes the attention mask. A classmate's interaction is seen one step late (through the next key of
   that classmate) and each classmate's last interaction in the row is never seen.
 * ``"study_two_stream"`` -- XLNet-style query/content streams without that lag. The content stream carries
-  the item *at* each position, the query stream only position (+ grade); queries read content keys under the
-  query mask and the logits come from the query stream. Both streams use the same layer weights (as XLNet),
+  the item *at* each position; the query stream carries what the single-stream input holds (the student's
+  previous item in the segment + position (+ grade)), never the item it predicts; queries read content keys
+  under the query mask and the logits come from the query stream. Both streams use the same layer weights (as XLNet),
   so the parameter tree is that of the single-stream model plus one query-start vector.
 
 Architecture: pre-LayerNorm blocks (LayerNorm -> attention -> dropout -> residual; LayerNorm -> MLP(gelu) ->
@@ -345,15 +346,19 @@ class SequenceTransformer(nn.Module):
         content_mask, query_mask = attention_masks.two_stream_masks(
             item_ids, batch["timestamps"], batch["student_index"], batch["positions"]
         )
-        items = self._embed("item_embedding", self.vocab_size, ("vocab", "embed"), item_ids)
-        # A learned start vector marks the query stream, whose input otherwise equals the position embedding.
+        embed_items = nn.Embed(self.vocab_size, self.emb_dim, dtype=self.dtype,
+                               embedding_init=_partitioned(_EMBED_INIT, ("vocab", "embed")), name="item_embedding")
+        items = embed_items(item_ids)
+        # The query stream starts from what the single-stream input holds (the student's previous item in the
+        # segment + position), marked by a learned start vector; it never holds the item it predicts.
+        previous = embed_items(previous_item_ids(item_ids, batch["student_index"], batch["positions"]))
         query_start = self.param(
             "query_start", _partitioned(nn.initializers.normal(stddev=0.02), ("embed",)), (self.emb_dim,)
         )
         dropout = nn.Dropout(self.dropout_rate)
         content = _constrain_hidden(dropout(items + context, deterministic=deterministic))
         query = _constrain_hidden(
-            dropout(context + query_start.astype(context.dtype), deterministic=deterministic)
+            dropout(previous + context + query_start.astype(context.dtype), deterministic=deterministic)
         )
         for layer in range(self.num_layers):
             block = self._block(layer)
