@@ -165,8 +165,13 @@ def paired_macro_differences(per_student: pd.DataFrame, reference: pd.DataFrame,
 
 
 def run_suite(data_dir: str, workdir: str, models, preset: str = "default", overrides: dict | None = None,
-              split: str = "test", num_bootstrap: int = 50, reevaluate: bool = False, log=print) -> dict:
-    """Trains / evaluates ``models`` on ``data_dir``; returns the content of ``suite.json``."""
+              split: str = "test", num_bootstrap: int = 50, reevaluate: bool = False, train: bool = True,
+              log=print) -> dict:
+    """Trains / evaluates ``models`` on ``data_dir``; returns the content of ``suite.json``.
+
+    ``train=False`` evaluates the runs as they are (their latest checkpoints), e.g. to compare runs trained
+    with different budgets.
+    """
     from study.eval import run_evaluation
     from study.train import trainer
 
@@ -178,7 +183,7 @@ def run_suite(data_dir: str, workdir: str, models, preset: str = "default", over
         config, applied, skipped = model_config(name, preset, data_dir, overrides)
         run_dir = os.path.join(workdir, name)
         entry = {"applied_overrides": applied, "skipped_overrides": skipped}
-        if name not in UNTRAINED:
+        if train and name not in UNTRAINED:
             started = time.perf_counter()
             log(f"[suite] training {name} ({config.steps} steps) in {run_dir}")
             result = trainer.train(config, run_dir)
@@ -215,13 +220,15 @@ def _define_flags():
     flags.DEFINE_string("split", "test", "evaluation split")
     flags.DEFINE_integer("num_bootstrap", 50, "bootstrap resamples for the 95% intervals")
     flags.DEFINE_bool("reevaluate", False, "evaluate again even where metrics.json exists")
+    flags.DEFINE_bool("train", True, "train (or resume) before evaluating; --notrain evaluates the runs as they are")
     flags.mark_flags_as_required(["data_dir", "workdir"])
 
 
 def main(argv):
     del argv
     summary = run_suite(FLAGS.data_dir, FLAGS.workdir, FLAGS.models, FLAGS.preset,
-                        parse_overrides(FLAGS.override), FLAGS.split, FLAGS.num_bootstrap, FLAGS.reevaluate)
+                        parse_overrides(FLAGS.override), FLAGS.split, FLAGS.num_bootstrap, FLAGS.reevaluate,
+                        FLAGS.train)
     with open(summary["comparison"]["table"], encoding="utf-8") as handle:
         print(handle.read())
     for name, entry in summary["models"].items():
