@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import sys
-import time
 
 from absl import app, flags
 
@@ -31,39 +30,18 @@ FLAGS = flags.FLAGS
 
 def time_training():
     """(model config, steps per second, XLA FLOPs per step, final loss) of the default SAMN."""
-    import jax
-    import numpy as np
-
+    from benchmarks.train_step_timing import time_train_steps
     from configs import samn as samn_config
     from study.models import registry
-    from study.train import schedules, sharding, trainer
     from tests.test_trainer import random_device_batch
 
     config = samn_config.get_config("default")
     config.model.vocab_size = 2003
     config.model.max_students = FLAGS.max_students
-    model = registry.build_model(config.model)
-    tx = schedules.make_optimizer(config)
     batch = random_device_batch(FLAGS.batch_size, config.model.row_length, config.model.vocab_size, seed=0)
-    mesh = sharding.make_mesh({"data": -1, "model": 1})
-    state, shardings = trainer.create_train_state(model, tx, mesh, {k: v[:2] for k, v in batch.items()}, 0)
-    step = trainer.jit_train_step(
-        trainer.make_train_step(model, registry.loss_for(config.model), tx, schedules.make_schedule(config)),
-        mesh, shardings, sharding.batch_shardings(batch, mesh))
-    global_batch = sharding.to_global_batch(batch, mesh)
-    rng = np.asarray(jax.random.key_data(jax.random.key(0)))
-    cost = step.lower(state, global_batch, rng).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    xla_flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
-    for _ in range(2):
-        state, metrics = step(state, global_batch, rng)
-    jax.block_until_ready(state)
-    start = time.perf_counter()
-    for _ in range(FLAGS.steps):
-        state, metrics = step(state, global_batch, rng)
-    jax.block_until_ready(state)
-    elapsed = time.perf_counter() - start
-    return config.model, FLAGS.steps / elapsed, xla_flops, float(metrics["loss"])
+    timing = time_train_steps(config, registry.build_model(config.model), registry.loss_for(config.model), batch,
+                              FLAGS.steps)
+    return config.model, timing["steps_per_second"], timing["xla_flops"], timing["final_loss"]
 
 
 def main(argv):

@@ -62,12 +62,9 @@ def matmul_peak(dtype, size=2048, repeats=10):
 
 
 def time_training(dtype: str):
-    import jax
-    import numpy as np
-
+    from benchmarks.train_step_timing import time_train_steps
     from configs import study as study_config
     from study.models import registry
-    from study.train import schedules, sharding, trainer
     from tests.test_trainer import random_device_batch
 
     config = study_config.get_config("default")
@@ -75,29 +72,10 @@ def time_training(dtype: str):
     config.model.attention = FLAGS.attention
     config.model.dtype = dtype
     config.model.dropout_rate = FLAGS.dropout_rate
-    model = registry.build_model(config.model)
-    tx = schedules.make_optimizer(config)
     batch = random_device_batch(FLAGS.batch_size, config.model.row_length, config.model.vocab_size, seed=0)
-    mesh = sharding.make_mesh({"data": -1, "model": 1})
-    state, shardings = trainer.create_train_state(model, tx, mesh, {k: v[:2] for k, v in batch.items()}, 0)
-    step = trainer.jit_train_step(
-        trainer.make_train_step(model, registry.next_item_loss, tx, schedules.make_schedule(config)),
-        mesh, shardings, sharding.batch_shardings(batch, mesh))
-    global_batch = sharding.to_global_batch(batch, mesh)
-    rng = np.asarray(jax.random.key_data(jax.random.key(0)))
-    compiled = step.lower(state, global_batch, rng).compile()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    xla_flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
-    for _ in range(2):
-        state, metrics = step(state, global_batch, rng)
-    jax.block_until_ready(state)
-    start = time.perf_counter()
-    for _ in range(FLAGS.steps):
-        state, metrics = step(state, global_batch, rng)
-    jax.block_until_ready(state)
-    elapsed = time.perf_counter() - start
-    return config.model, FLAGS.steps / elapsed, xla_flops, float(metrics["loss"])
+    timing = time_train_steps(config, registry.build_model(config.model), registry.next_item_loss, batch,
+                              FLAGS.steps)
+    return config.model, timing["steps_per_second"], timing["xla_flops"], timing["final_loss"]
 
 
 def main(argv):

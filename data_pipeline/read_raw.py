@@ -14,6 +14,7 @@ A file that cannot be read at all (no match, unknown format, missing columns, no
 ``InputError`` from ``inspect_inputs`` before the pipeline starts.
 """
 
+import abc
 import dataclasses
 import json
 import zlib
@@ -380,7 +381,7 @@ def _malformed_letters(input_file: InputFile, malformed: list) -> list:
     ]
 
 
-class _ReadFileDoFn(beam.DoFn):
+class _ReadFileDoFn(beam.DoFn, abc.ABC):
     """Reads one ``InputFile`` in chunks; subclasses validate a chunk."""
 
     kind: FileKind
@@ -402,8 +403,11 @@ class _ReadFileDoFn(beam.DoFn):
                     yield output
             yield beam.pvalue.TaggedOutput(STATS, stats)
 
+    @abc.abstractmethod
     def validate(self, input_file, columns, lines, stats):
-        raise NotImplementedError
+        """Yields the good records of one chunk (main output) and dead letters (``DEAD_LETTER``) for the
+        rest, adding the counts to ``stats``; ``columns`` are the chunk's raw columns, ``lines`` their
+        line numbers."""
 
     def _reject(self, input_file, texts, lines, bad_mask, reason, stats):
         """Dead letters for ``bad_mask`` rows; returns the rows left."""
