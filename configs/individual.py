@@ -1,13 +1,10 @@
 """Individual transformer (each student's own history only): ``--config=configs/individual.py:preset``.
 
-Presets: ``default``, ``smoke``, ``learning_ally`` as in ``configs/study.py``. Fields: ``configs/common.py``.
+Presets: ``default``, ``smoke``, ``learning_ally`` as in ``configs/study.py``.
 """
 
-from configs import common
+from configs import study
 
 
 def get_config(preset: str = "smoke"):
-    config = common.base_config()
-    config.dataset = "individual"
-    config.model.attention = "individual"
-    return common.apply_preset(config, preset or "smoke")
+    return study.transformer_config("individual", "individual", preset or "smoke")

@@ -1,10 +1,10 @@
 """SAMN baseline (``study.models.samn``) on STUDY classroom rows: ``--config=configs/samn.py:preset``.
 
 Presets: ``default`` (CPU-sized batch), ``smoke`` (tiny, seconds on CPU), ``learning_ally`` (peak lr
-0.0128, warm-up 350, 3,500 steps, batch 524,288 as 8 accumulated micro-batches). Trainer fields and their
-preset values come from ``configs/common.py``; the model config is SAMN's own:
+0.0128, warm-up 350, 3,500 steps, batch 524,288 as 8 accumulated micro-batches). Loop and optimizer fields
+and their preset values come from ``configs/common.py``; the model config is SAMN's own:
 
-* ``model_name`` "samn"; ``vocab_size`` (0 = from ``<data_dir>/vocab.json``); ``row_length``;
+* ``name`` "samn" (``study.models.registry``); ``vocab_size`` (0 = from ``<data_dir>/vocab.json``); ``row_length``;
 * ``emb_dim`` (user/friend/item vectors), ``memory_slots`` (N of the key and memory matrices),
   ``attention_dim`` (hidden width of the friend-level attention);
 * ``max_students``: friend slots per row (0 = ``(row_length + 1) // 2``, every student a row can hold);
@@ -19,7 +19,7 @@ from configs import common
 def model_config(preset: str) -> ml_collections.ConfigDict:
     """SAMN's model fields for ``preset``."""
     config = ml_collections.ConfigDict()
-    config.model_name = "samn"
+    config.name = "samn"
     config.vocab_size = 0
     config.row_length = 65
     config.emb_dim = 64
@@ -35,11 +35,15 @@ def model_config(preset: str) -> ml_collections.ConfigDict:
 
 
 def get_config(preset: str = "smoke"):
-    preset = preset or "smoke"
-    config = common.apply_preset(common.base_config(), preset)  # the trainer fields of the preset
+    preset = common.check_preset(preset or "smoke")
+    config = common.optimizer_fields(common.base_config())
+    config.task = "next_item"
     config.name = "samn"
     config.dataset = "study"
     config.model = model_config(preset)
+    config.evals.loss = common.evaluation(every=500, max_batches=50)
+    config.evals.hits = common.evaluation(every=-1, max_batches=0)
+    config = common.apply_preset(config, preset)
     if preset == "default":
         config.optimizer.peak_lr = 0.0128
         config.optimizer.warmup_steps = 350

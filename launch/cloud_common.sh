@@ -143,7 +143,7 @@ tpu_launch() {
     train_args+=(--config.data_dir="$DATA_DIR")
   fi
   train_args+=("${trainer_extra[@]}")
-  local train_command="cd $remote_dir && nohup python3 -m study.train.trainer"
+  local train_command="cd $remote_dir && nohup python3 -m study.commands.train"
   local arg
   for arg in "${train_args[@]}"; do
     train_command+=" $(quote_word "$arg")"

@@ -40,17 +40,17 @@ if [ ! -f "$DATA/stats.json" ]; then
     --schools="$RAW/schools.csv" --output_dir="$DATA" --num_packings=2 --runner=DirectRunner
 fi
 
-COMMON=(--config.data_dir="$DATA" --config.steps="$STEPS" --config.eval_every=0)
+COMMON=(--config.data_dir="$DATA" --config.steps="$STEPS" --config.evals.loss.every=0)
 for model in study individual; do
   stage "train $model ($STEPS steps, configs/$model.py:smoke) -> $OUT/$model"
   study train --config="configs/$model.py:smoke" --workdir="$OUT/$model" "${COMMON[@]}"
-  stage "evaluate $model on the test split -> $OUT/$model/eval_test"
+  stage "evaluate $model on the test split -> $OUT/$model/eval_test/{loss,hits}"
   study eval --config="configs/$model.py:smoke" --workdir="$OUT/$model" --config.data_dir="$DATA" \
     --num_bootstrap=20
 done
 
 stage "compare -> $OUT/compare"
-study compare --metrics="study=$OUT/study/eval_test/metrics.json,individual=$OUT/individual/eval_test/metrics.json" \
+study compare --metrics="study=$OUT/study/eval_test/hits/metrics.json,individual=$OUT/individual/eval_test/hits/metrics.json" \
   --output_dir="$OUT/compare"
 
 stage "export STUDY -> $OUT/export/study"

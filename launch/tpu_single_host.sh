@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Trains on one Cloud TPU VM host (e.g. v4-8): creates the VM, installs this checkout with jax[tpu] and
-# starts `python -m study.train.trainer` there. --dry_run prints the commands instead of running them.
+# starts `python -m study.commands.train` there. --dry_run prints the commands instead of running them.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/launch/cloud_common.sh"

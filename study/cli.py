@@ -1,12 +1,12 @@
 """The `study` command: one entry point for every stage of the product.
 
-    study generate   ...  synthetic Learning-Ally-shaped raw data   (study.data.synthetic_learning_ally)
+    study generate   ...  synthetic Learning-Ally-shaped raw data   (study.sims.synthetic_learning_ally)
     study preprocess ...  the Beam job: splits, vocabulary, rows     (data_pipeline.build_dataset)
-    study train      ...  the sharded trainer                        (study.train.trainer)
-    study eval       ...  hits@n reports from a checkpoint           (study.eval.run_evaluation)
+    study train      ...  any model family on the one loop          (study.commands.train)
+    study eval       ...  evaluator reports from a checkpoint        (study.commands.evaluate)
     study compare    ...  one table + plot of several models         (study.eval.compare)
-    study suite      ...  train + evaluate + compare several models  (study.eval.model_suite)
-    study export     ...  a serving artifact from a checkpoint       (study.serve.export)
+    study suite      ...  train + evaluate + compare several models  (study.commands.suite)
+    study export     ...  a serving artifact from a checkpoint       (study.commands.export)
     study recommend  ...  next-item recommendations from an artifact (study.serve.recommend)
 
 Each sub-command is the `python -m` module named beside it, with the same absl flags; `study CMD --help`
@@ -18,13 +18,13 @@ import runpy
 import sys
 
 COMMANDS = {
-    "generate": "study.data.synthetic_learning_ally",
+    "generate": "study.sims.synthetic_learning_ally",
     "preprocess": "data_pipeline.build_dataset",
-    "train": "study.train.trainer",
-    "eval": "study.eval.run_evaluation",
+    "train": "study.commands.train",
+    "eval": "study.commands.evaluate",
     "compare": "study.eval.compare",
-    "suite": "study.eval.model_suite",
-    "export": "study.serve.export",
+    "suite": "study.commands.suite",
+    "export": "study.commands.export",
     "recommend": "study.serve.recommend",
 }
 

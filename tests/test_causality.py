@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from study.data import reserved_ids
-from study.models import registry
+from study.models import registry, sequence_transformer
 from tests.test_attention_masks import random_classroom_rows
 
 ROW_LENGTH = 24
@@ -26,7 +26,7 @@ CHANGED = 1e-4  # the smallest max-abs logit change that counts as "the logits m
 
 
 def _model(policy):
-    config = registry.default_model_config()
+    config = sequence_transformer.default_config()
     config.update(dict(
         attention=policy, vocab_size=VOCAB_SIZE, row_length=ROW_LENGTH, num_layers=2, emb_dim=16,
         num_heads=2, mlp_dim=32, use_grade=True,

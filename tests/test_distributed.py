@@ -23,7 +23,7 @@ def _free_port() -> int:
 
 
 def _trainer_command(overrides: dict, workdir: str) -> list[str]:
-    args = [sys.executable, "-m", "study.train.trainer", "--config=configs/study.py:smoke", f"--workdir={workdir}"]
+    args = [sys.executable, "-m", "study.commands.train", "--config=configs/study.py:smoke", f"--workdir={workdir}"]
     return args + [f"--config.{key}={value}" for key, value in overrides.items()]
 
 

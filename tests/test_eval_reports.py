@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study.eval.evaluate import EvalResult, write_reports
+from study.eval.evaluate import EvalResult
+from study.eval.evaluators import hits_report
+from study.eval.report_writer import write_report
+
+
+def write_reports(result, out_dir, model_name):
+    return write_report(hits_report(result, model_name), out_dir)
 from study.eval.metrics import compute_metrics
 from study.eval.reports import compare_models, load_metrics
 
@@ -51,11 +57,11 @@ def parse_markdown_table(text):
 
 def test_model_reports_are_written_and_consistent(tmp_path):
     result = result_of()
-    paths = write_reports(result, tmp_path / "eval", "study", write_records=True)
-    for name in ("metrics", "per_student", "summary", "plot", "records"):
+    paths = write_reports(result, tmp_path / "eval", "study")
+    for name in ("metrics", "per_student", "summary", "hits_by_history"):
         assert paths[name].exists(), name
     assert not list((tmp_path / "eval").glob("*.tmp*"))
-    assert paths["plot"].read_bytes()[:8] == PNG_MAGIC
+    assert paths["hits_by_history"].read_bytes()[:8] == PNG_MAGIC
 
     metrics = json.loads(paths["metrics"].read_text())  # strict JSON: NaN would have failed to load
     assert metrics["counts"]["students"] == 25
@@ -65,7 +71,6 @@ def test_model_reports_are_written_and_consistent(tmp_path):
         per_student.columns
     )
     assert per_student["num_interactions_all"].sum() == len(result.records)
-    assert pd.read_parquet(paths["records"]).shape[0] == len(result.records)
 
     header, rows = parse_markdown_table(paths["summary"].read_text())
     assert header == ["subset", "average", "students", "interactions"] + [

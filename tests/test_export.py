@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from study.data import reserved_ids, vocabulary
-from study.models import registry
+from study.models import registry, sequence_transformer
 from study.serve import export, serving_artifact
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,7 +22,7 @@ RAW_ITEMS = tuple(f"b{index}" for index in range(NUM_ITEMS))
 
 
 def tiny_model_config(attention="study", row_length=12):
-    config = registry.default_model_config()
+    config = sequence_transformer.default_config()
     config.update(
         vocab_size=reserved_ids.NUM_RESERVED + NUM_ITEMS,
         row_length=row_length,
@@ -218,28 +218,26 @@ def test_export_run_restores_the_latest_checkpoint(tmp_path):
     import flax.linen as nn
 
     from configs import study as study_config
-    from study.data import input_pipeline
-    from study.train import checkpointing, schedules, trainer
+    from study.commands import export as export_command
+    from study.tasks import build_task
+    from study.train import checkpointing, gradient_step, schedules
 
     config = study_config.get_config("smoke")
     config.data_dir = str(tmp_path / "data")
     os.makedirs(config.data_dir)
     vocabulary.save_vocab(vocabulary.Vocabulary(items=RAW_ITEMS), os.path.join(config.data_dir, "vocab.json"))
-    config.model.vocab_size = 0  # read from the vocabulary, as the trainer does
-    trainer.resolve_vocab_size(config)
-    model = registry.build_model(config.model)
-    example = input_pipeline.device_batch(input_pipeline.empty_batch(2, config.model.row_length))
-    state = jax.jit(lambda: nn.unbox(trainer.init_train_state(
-        model, schedules.make_optimizer(config), example, seed=3)))()
+    task = build_task(config)  # vocab_size 0: read from the vocabulary, as training does
+    keys = jax.random.split(jax.random.key(3))
+    state = jax.jit(lambda: nn.unbox(gradient_step.init_state(task, schedules.make_optimizer(config), *keys)))()
     ckpt = checkpointing.Checkpointer(str(tmp_path / "run" / "checkpoints"), every_steps=1, async_save=False)
     ckpt.save(7, state, {"step": 7, "batches_consumed": 7, "seed": 3}, force=True)
     ckpt.close()
 
     out_dir = str(tmp_path / "artifact")
-    export.export_run(study_config.get_config("smoke"), str(tmp_path / "run"), out_dir,
-                      vocab_path=f"{config.data_dir}/vocab.json", top_k=5)
+    export_command.export_run(config, str(tmp_path / "run"), out_dir, vocab_path=f"{config.data_dir}/vocab.json",
+                              top_k=5)
     recommender = serving_artifact.load_artifact(out_dir)
     row, query = recommender.build_row([("b1", 10), ("b2", 20)])
     ids, _ = recommender.score_rows([row])
-    expected_ids, _ = reference_top_k(config.model, state.params, [row], top_k=5)
+    expected_ids, _ = reference_top_k(task.config.model, state.params, [row], top_k=5)
     np.testing.assert_array_equal(ids[0, query], expected_ids[0, query])

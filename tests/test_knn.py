@@ -236,8 +236,8 @@ def test_bad_input_gives_actionable_errors(toy_index):
         knn.history_contexts(np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2)), 0)
 
 
-def test_study_eval_fits_saves_and_reuses_a_knn_index(tmp_path, monkeypatch):
-    from study.eval import run_evaluation
+def test_knn_is_fitted_by_the_loop_in_one_pass_then_evaluated_and_exported(tmp_path):
+    from study.commands import evaluate, export, train
     from tests.test_input_pipeline import write_dataset
 
     data_dir, workdir = tmp_path / "data", tmp_path / "run"
@@ -245,19 +245,19 @@ def test_study_eval_fits_saves_and_reuses_a_knn_index(tmp_path, monkeypatch):
     config = knn_config.get_config("smoke")
     config.data_dir = str(data_dir)
     config.model.row_length = 12
-    metrics = run_evaluation.evaluate_run(config, str(workdir), split="test", batch_size=8, num_bootstrap=2)
-    written = json.loads((workdir / "eval_test" / "metrics.json").read_text())
+    config.batch_size = 8
+    result = train.train(config, str(workdir))
+    assert result["step"] == 5  # 40 training rows in batches of 8: one pass
+    metrics = evaluate.evaluate_run(config, str(workdir), split="test", num_bootstrap=2)["hits"].metrics
+    written = json.loads((workdir / "eval_test" / "hits" / "metrics.json").read_text())
     # 23 tokens = 20 items: every list holds every item, so hits@20 is the share of non-OOV targets.
     targets = np.concatenate([row["item_ids"][is_item(row["item_ids"])] for row in rows["test"]])
     for result in (metrics, written):
         assert result["overall"]["all"]["micro"]["hits@20"]["value"] == pytest.approx(np.mean(targets != OOV))
-    index_json = json.loads((workdir / "knn_index" / "index.json").read_text())
-    assert index_json["vocab_size"] == 23 and index_json["context_size"] == 2
-    # A second evaluation reuses the saved index (fitting again would fail); one asking for another K
-    # refuses it.
-    monkeypatch.setattr(knn, "fit_from_data_dir", lambda *args, **kwargs: pytest.fail("index refitted"))
-    again = run_evaluation.evaluate_run(config, str(workdir), split="test", batch_size=8, num_bootstrap=2)
-    assert json.dumps(again, sort_keys=True) == json.dumps(metrics, sort_keys=True)  # NaN-safe comparison
-    config.knn.context_size = 3
-    with pytest.raises(ValueError, match="context_size 2"):
-        run_evaluation.evaluate_run(config, str(workdir), split="test", batch_size=8, num_bootstrap=2)
+    # The loop's index is the one fitted directly on the same rows.
+    direct = knn.fit([{name: np.stack([row[name] for row in rows["train"]]) for name in
+                       ("item_ids", "student_index", "positions")}], 23, 2)
+    export.export_run(config, str(workdir), str(tmp_path / "index"))
+    exported = knn.load_index(str(tmp_path / "index"))
+    assert (exported.contexts != direct.contexts).nnz == 0 and (exported.next_items != direct.next_items).nnz == 0
+    np.testing.assert_array_equal(exported.popularity, direct.popularity)

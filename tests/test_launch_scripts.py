@@ -47,7 +47,7 @@ def test_single_host_dry_run():
     assert "pip install -e ." in ssh_command(install) and "jax[tpu]" in ssh_command(install)
     assert train[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "study-v4"]
     remote = shlex.split(ssh_command(train).split("&&", 1)[1].split(">", 1)[0])
-    assert remote == ["nohup", "python3", "-m", "study.train.trainer", "--config=configs/study.py:learning_ally",
+    assert remote == ["nohup", "python3", "-m", "study.commands.train", "--config=configs/study.py:learning_ally",
                       "--workdir=gs://bucket/run1", "--config.data_dir=gs://bucket/processed", "--config.steps=100"]
     # A single host: no --worker=all anywhere.
     assert not any("--worker=all" in argv for argv in commands(result.stdout))
@@ -67,7 +67,7 @@ def test_pod_dry_run_runs_every_step_on_all_workers():
         assert argv[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "study-pod"]
         assert "--worker=all" in argv and "--zone=us-central2-b" in argv and "--project=my-project" in argv
     assert "git clone https://example.org/study.git study" in ssh_command(clone)
-    assert "python3 -m study.train.trainer --config=configs/study.py:learning_ally --workdir=gs://bucket/pod" \
+    assert "python3 -m study.commands.train --config=configs/study.py:learning_ally --workdir=gs://bucket/pod" \
         in ssh_command(train)
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from study.eval import model_suite
+from study.commands import suite as model_suite
 
 
 def test_overrides_are_parsed_to_numbers_booleans_and_strings():
@@ -16,14 +16,14 @@ def test_overrides_are_parsed_to_numbers_booleans_and_strings():
 
 def test_model_config_applies_fixed_settings_and_reports_inapplicable_overrides():
     config, applied, skipped = model_suite.model_config(
-        "study_two_stream", "smoke", "/data", {"steps": 7, "model.emb_dim": 48, "knn.context_size": 3,
+        "study_two_stream", "smoke", "/data", {"steps": 7, "model.emb_dim": 48, "model.context_size": 3,
                                                "optimizer.peak_lr": 1})
     assert config.model.attention == "study_two_stream" and config.dataset == "study"
     assert config.data_dir == "/data" and config.name == "study_two_stream"
     assert (config.steps, config.model.emb_dim) == (7, 48)
     assert config.optimizer.peak_lr == 1.0 and isinstance(config.optimizer.peak_lr, float)
     assert applied == {"steps": 7, "model.emb_dim": 48, "optimizer.peak_lr": 1}
-    assert skipped == ["knn.context_size"]
+    assert skipped == ["model.context_size"]
     individual, _, _ = model_suite.model_config("individual", "smoke", "/data", {})
     assert individual.model.attention == "individual" and individual.dataset == "individual"
     with pytest.raises(ValueError, match="unknown model"):

@@ -7,7 +7,7 @@ import pytest
 
 from data_pipeline import build_dataset
 from study.data import raw_schema
-from study.data import synthetic_learning_ally
+from study.sims import synthetic_learning_ally
 
 
 def canonical_copy(official_dir: pathlib.Path, out_dir: pathlib.Path) -> None:

@@ -17,7 +17,7 @@ from data_pipeline import build_dataset
 from data_pipeline import splits
 from study.data import reserved_ids
 from study.data import row_format
-from study.data import synthetic_learning_ally
+from study.sims import synthetic_learning_ally
 
 NUM_STUDENTS = 1500
 ROW_LENGTH = 12

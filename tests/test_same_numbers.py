@@ -105,16 +105,10 @@ def golden_config(name: str, data_dir: str):
     config.steps = STEPS
     config.optimizer.warmup_steps = 5
     config.checkpoint_every = 100
-    config.eval_every = 0
-    config.eval_batches = 1
+    config.evals.loss.every = 0  # validation only at the end, as the recording's eval_every = 0
     config.log_every = 1
     config.shuffle_buffer = 16
-    for dotted, value in fields.items():
-        *parents, leaf = dotted.split(".")
-        node = config
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
+    config.update_from_flattened_dict(fields)
     return config
 
 
@@ -125,21 +119,21 @@ def logged_losses(workdir: str) -> list[float]:
 
 
 def train_run(config, workdir):
-    from study.train import trainer
+    from study.commands import train
 
-    return trainer.train(config, workdir)
+    return train.train(config, workdir)
 
 
 def knn_metrics(data_dir: str, workdir: str) -> dict:
     from configs import knn as knn_config
-    from study.eval import run_evaluation
+    from study.commands import evaluate, train
 
     config = knn_config.get_config("smoke")
     config.data_dir = data_dir
     config.model.row_length = 6
     config.batch_size = 4
-    metrics = run_evaluation.evaluate_run(config, workdir, split="test", num_bootstrap=10)
-    overall = metrics["overall"]
+    train.train(config, workdir)
+    overall = evaluate.evaluate_run(config, workdir, split="test", num_bootstrap=10)["hits"].metrics["overall"]
     return {subset: {average: overall[subset][average] for average in ("macro", "micro")} for subset in overall}
 
 

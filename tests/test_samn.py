@@ -14,9 +14,8 @@ import pytest
 
 from configs import samn as samn_config
 from study.data import reserved_ids
-from study.eval import run_evaluation
-from study.models import registry, samn
-from study.train import trainer
+from study.commands import evaluate, train
+from study.models import losses, registry, samn, sequence_transformer
 from tests.test_attention_masks import random_classroom_rows
 from tests.test_input_pipeline import write_dataset
 
@@ -243,10 +242,17 @@ def test_registry_builds_samn_with_bpr_and_keeps_next_item_loss_for_transformers
     config = samn_config.get_config("smoke").model
     config.vocab_size = VOCAB_SIZE
     assert isinstance(registry.build_model(config), samn.SAMN)
+    assert registry.reads_classmates(config)
+    logits = jax.random.normal(jax.random.key(1), (1, 3, VOCAB_SIZE))
+    batch = {"item_ids": jnp.array([[3, 4, 0]])}
     loss = registry.loss_for(config)
-    assert getattr(loss, "needs_rng", False) and loss.keywords == {"num_negatives": 1}
-    transformer = registry.loss_for(registry.default_model_config())
-    assert transformer.func is registry.next_item_loss and not getattr(transformer, "needs_rng", False)
+    # BPR: the loss depends on the key (sampled negatives); the transformer's cross-entropy does not.
+    assert float(loss(logits, batch, jax.random.key(0))[0]) != float(loss(logits, batch, jax.random.key(5))[0])
+    transformer = sequence_transformer.default_config()
+    cross_entropy = registry.loss_for(transformer)
+    expected = losses.next_item_loss(logits, batch)
+    for key in (0, 5):
+        assert float(cross_entropy(logits, batch, jax.random.key(key))[0]) == float(expected[0])
 
 
 def test_trainer_learns_with_bpr_and_study_eval_writes_metrics(tmp_path):
@@ -260,10 +266,10 @@ def test_trainer_learns_with_bpr_and_study_eval_writes_metrics(tmp_path):
     config.steps = 30
     config.batch_size = 8
     config.log_every = 1
-    config.eval_every = 0
+    config.evals.loss.every = 0
     config.checkpoint_every = 30
     workdir = str(tmp_path / "run")
-    result = trainer.train(config, workdir)
+    result = train.train(config, workdir)
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         losses = [record["loss"] for record in map(json.loads, f) if record.get("split") == "train"]
     assert len(losses) == 30
@@ -271,7 +277,7 @@ def test_trainer_learns_with_bpr_and_study_eval_writes_metrics(tmp_path):
     assert losses[0] == pytest.approx(math.log(2), abs=0.01)
     assert np.mean(losses[-5:]) < losses[0] - 0.1, losses
     assert np.isfinite(result["validation"]["loss"])
-    metrics = run_evaluation.evaluate_run(config, workdir, split="test", num_bootstrap=2, batch_size=8)
-    with open(os.path.join(workdir, "eval_test", "metrics.json")) as f:
+    metrics = evaluate.evaluate_run(config, workdir, split="test", num_bootstrap=2)["hits"].metrics
+    with open(os.path.join(workdir, "eval_test", "hits", "metrics.json")) as f:
         written = json.load(f)
     assert written["counts"] == metrics["counts"] and written["counts"]["interactions"] > 0

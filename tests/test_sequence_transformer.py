@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from study.data import reserved_ids
-from study.models import registry, sequence_transformer
+from study.models import losses, registry, sequence_transformer
 from tests.test_attention_masks import random_classroom_rows
 
 POLICIES = ("individual", "study", "study_two_stream")
 
 
 def small_config(attention, **overrides):
-    config = registry.default_model_config()
+    config = sequence_transformer.default_config()
     config.update(dict(
         attention=attention, vocab_size=30, row_length=16, num_layers=2, emb_dim=16, num_heads=2,
         mlp_dim=32,
@@ -34,7 +34,7 @@ def _batch(seed=0, batch_size=4, row_length=16):
 
 
 def test_default_config_matches_official_sizes():
-    config = registry.default_model_config()
+    config = sequence_transformer.default_config()
     assert (config.num_layers, config.emb_dim, config.num_heads, config.mlp_dim) == (6, 256, 8, 1024)
     assert (config.vocab_size, config.row_length, config.num_grades) == (2003, 65, 13)
     assert config.dropout_rate == 0.1
@@ -52,15 +52,15 @@ def test_default_config_matches_official_sizes():
 
 def test_registry_builds_each_policy_and_rejects_unknown_names():
     for policy in POLICIES:
-        config = small_config("study")
-        config.model_name = policy
-        assert registry.build_model(config).attention == policy
+        assert registry.build_model(small_config(policy)).attention == policy
+        assert registry.reads_classmates(small_config(policy)) == (policy != "individual")
     config = small_config("study")
-    config.model_name = "no_such_model"
+    config.name = "no_such_model"
     with pytest.raises(ValueError, match="no_such_model"):
         registry.build_model(config)
-    with pytest.raises(ValueError, match="already registered"):
-        registry.register_model("study", registry.MODEL_BUILDERS["study"])
+    del config["name"]
+    with pytest.raises(ValueError, match="model.name"):  # one way to choose a model: no fallback
+        registry.build_model(config)
 
 
 def test_parameters_carry_only_the_agreed_logical_axis_names():
@@ -88,7 +88,7 @@ def test_logits_shape_dtype_and_finite(policy, dtype):
     assert bool(jnp.all(jnp.isfinite(logits)))
     params = jax.tree.leaves(nn.meta.unbox(variables))
     assert all(p.dtype == jnp.float32 for p in params)
-    loss_sum, weight_sum = registry.next_item_loss(logits, batch)
+    loss_sum, weight_sum = losses.next_item_loss(logits, batch)
     assert np.isfinite(float(loss_sum)) and float(weight_sum) > 0
 
 
@@ -144,7 +144,7 @@ def test_next_item_loss_by_hand():
     logits = jnp.zeros((1, 5, 5)).at[0, 0, 3].set(np.log(3.0))  # position 0: p(3) = 3 / 7
     logits = logits.at[0, 3].set(jnp.array([0.0, 0.0, 0.0, 0.0, np.log(6.0)]))  # p(4) = 6 / 10
     logits = logits.at[0, 2].set(jnp.nan)  # a SEP position with garbage logits is ignored
-    loss_sum, weight_sum = registry.next_item_loss(logits, {"item_ids": item_ids})
+    loss_sum, weight_sum = losses.next_item_loss(logits, {"item_ids": item_ids})
     expected = -np.log(3 / 7) - np.log(1 / 5) - np.log(6 / 10)
     np.testing.assert_allclose(float(loss_sum), expected, rtol=1e-6)
     assert float(weight_sum) == 3.0
@@ -154,11 +154,11 @@ def test_next_item_loss_by_hand():
 def test_next_item_loss_label_smoothing_by_hand():
     item_ids = jnp.array([[3, 0]])
     logits = jnp.zeros((1, 2, 4))  # uniform: every class has log-probability -log 4
-    loss_sum, weight_sum = registry.next_item_loss(logits, {"item_ids": item_ids}, label_smoothing=0.2)
+    loss_sum, weight_sum = losses.next_item_loss(logits, {"item_ids": item_ids}, label_smoothing=0.2)
     # Smoothed targets sum to one, so the loss is log 4 whatever the smoothing.
     np.testing.assert_allclose(float(loss_sum), np.log(4.0), rtol=1e-6)
     logits = jnp.array([[[0.0, 0.0, 0.0, np.log(5.0)], [0.0] * 4]])  # p = [1, 1, 1, 5] / 8
-    loss_sum, _ = registry.next_item_loss(logits, {"item_ids": item_ids}, label_smoothing=0.2)
+    loss_sum, _ = losses.next_item_loss(logits, {"item_ids": item_ids}, label_smoothing=0.2)
     # Target weights: 0.05 on each wrong class, 0.85 on class 3.
     expected = -(3 * 0.05 * np.log(1 / 8) + 0.85 * np.log(5 / 8))
     np.testing.assert_allclose(float(loss_sum), expected, rtol=1e-6)
@@ -167,10 +167,10 @@ def test_next_item_loss_label_smoothing_by_hand():
 
 _SHARDED_RUN = """
 import flax.linen as nn, jax, numpy as np
-from study.models import registry
+from study.models import registry, sequence_transformer
 from study.train import sharding
 from tests.test_attention_masks import random_classroom_rows
-config = registry.default_model_config()
+config = sequence_transformer.default_config()
 config.update(dict(attention="study_two_stream", vocab_size=64, row_length=16, num_layers=1, emb_dim=16,
                    num_heads=2, mlp_dim=32))
 model = registry.build_model(config)

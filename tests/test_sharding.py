@@ -37,14 +37,14 @@ EIGHT_DEVICE_SCRIPT = textwrap.dedent(
     import os
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import json, jax, numpy as np, optax
+    import flax.linen as nn
     from jax.sharding import Mesh
-    from study.train import trainer, sharding, schedules
-    from study.models import registry
+    from study.tasks import next_item
+    from study.train import gradient_step, loop, sharding, schedules
     from tests.test_trainer import tiny_config, random_device_batch
 
     config = tiny_config("")
     config.model.vocab_size = 23  # odd: the vocab axis cannot split over model=2 and must fall back
-    model = registry.build_model(config.model)
     # SGD with lr 1 (the update is the gradient); Adam's first step, lr * sign(g), would turn rounding
     # noise of near-zero gradients into +-lr differences.
     tx = optax.sgd(1.0)
@@ -54,10 +54,16 @@ EIGHT_DEVICE_SCRIPT = textwrap.dedent(
     rng = np.asarray(jax.random.key_data(jax.random.key(3)))
 
     def one_step(mesh):
-        state, shardings = trainer.create_train_state(model, tx, mesh, example, seed=0)
-        step = trainer.jit_train_step(trainer.make_train_step(model, registry.next_item_loss, tx, schedule),
-                                      mesh, shardings, sharding.batch_shardings(batch, mesh))
-        with trainer.mesh_context(mesh):
+        task = next_item.NextItemTask(config, mesh)
+        init_key, run_key = jax.random.split(jax.random.key(0))
+        with nn.logical_axis_rules(sharding.LOGICAL_AXIS_RULES):
+            boxed = jax.eval_shape(lambda: gradient_step.init_state(task, tx, init_key, run_key))
+            shardings = sharding.logical_shardings(boxed, mesh)
+            state = jax.jit(lambda: nn.unbox(gradient_step.init_state(task, tx, init_key, run_key)),
+                            out_shardings=shardings)()
+        step = loop.jit_step(gradient_step.make_train_step(task, tx, schedule),
+                             mesh, shardings, sharding.batch_shardings(batch, mesh))
+        with loop.mesh_context(mesh):
             new_state, metrics = step(state, sharding.to_global_batch(batch, mesh), rng)
         return new_state, metrics
 

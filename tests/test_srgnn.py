@@ -14,7 +14,7 @@ from configs import srgnn as srgnn_config
 from study.data import reserved_ids
 from study.eval import ranking, session_metrics
 from study.models import registry, srgnn
-from study.train import trainer
+from study.commands import train
 from tests.test_input_pipeline import write_dataset
 
 PAD = reserved_ids.PAD
@@ -241,7 +241,7 @@ def test_session_loss_skips_first_clicks():
 
 def test_config_presets_and_registry():
     config = srgnn_config.get_config("learning_ally")
-    assert config.dataset == "individual" and config.model.model_name == "srgnn"
+    assert config.dataset == "individual" and config.model.name == "srgnn"
     assert (config.model.emb_dim, config.model.gnn_steps) == (100, 1)
     assert (config.optimizer.peak_lr, config.optimizer.warmup_steps, config.steps, config.batch_size) == (
         0.0001, 1000, 3500, 131_072)
@@ -251,6 +251,7 @@ def test_config_presets_and_registry():
     smoke.model.vocab_size = 23
     model = registry.build_model(smoke.model)
     assert isinstance(model, srgnn.SRGNN) and model.emb_dim == smoke.model.emb_dim
+    assert not registry.reads_classmates(smoke.model)
 
 
 def test_trainer_lowers_the_loss(tmp_path):
@@ -262,13 +263,13 @@ def test_trainer_lowers_the_loss(tmp_path):
     config.batch_size = 8
     config.steps = 30
     config.log_every = 10
-    config.eval_every = 0
+    config.evals.loss.every = 0
     config.checkpoint_every = 30
     config.optimizer.peak_lr = 0.05
     config.optimizer.warmup_steps = 5
     config.schedule = "official_rsqrt"
     config.shuffle_buffer = 64
-    result = trainer.train(config, str(tmp_path / "run"))
+    result = train.train(config, str(tmp_path / "run"))
     with open(tmp_path / "run" / "metrics.jsonl") as f:
         losses = [r["loss"] for r in map(json.loads, f) if r.get("split") == "train"]
     assert result["step"] == 30 and len(losses) == 3

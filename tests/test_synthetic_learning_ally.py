@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from study.data import raw_schema
-from study.data import synthetic_learning_ally as sla
+from study.sims import synthetic_learning_ally as sla
 
 NUM_STUDENTS = 20_000
 DAY = 86_400
@@ -310,7 +310,7 @@ def test_write_rejects_unknown_format(small, tmp_path):
 def test_command_line(tmp_path):
     out = tmp_path / "cli"
     result = subprocess.run(
-        [sys.executable, "-m", "study.data.synthetic_learning_ally", "--num_students=300", "--seed=2",
+        [sys.executable, "-m", "study.sims.synthetic_learning_ally", "--num_students=300", "--seed=2",
          f"--out_dir={out}", "--formats=canonical", "--file_format=parquet"],
         capture_output=True, text=True, check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     lines = [line for line in result.stdout.splitlines() if line.strip()]

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import flax.linen as nn
 import jax
 import numpy as np
 import optax
@@ -15,8 +16,10 @@ import pytest
 from configs import individual as individual_config
 from configs import study as study_config
 from study.data import reserved_ids
-from study.models import registry
-from study.train import checkpointing, schedules, sharding, trainer
+from study.commands import train
+from study.tasks import build_task, next_item
+from study.train import checkpointing, gradient_step, schedules
+from study.train.train_state import TrainState
 from tests.test_input_pipeline import random_row, write_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,8 +43,8 @@ def tiny_config(data_dir: str):
     config.steps = 8
     config.checkpoint_every = 2
     config.keep_checkpoints = 10
-    config.eval_every = 0
-    config.eval_batches = 2
+    config.evals.loss.every = 0
+    config.evals.loss.max_batches = 2
     config.log_every = 4
     config.shuffle_buffer = 64
     return config
@@ -80,7 +83,7 @@ def checkpoint_leaves(workdir: str, step: int | None = None) -> tuple[dict, dict
 
 
 def run_trainer_subprocess(config_overrides: dict, workdir: str, env=None, check=True):
-    args = [sys.executable, "-m", "study.train.trainer", "--config=configs/study.py:smoke", f"--workdir={workdir}"]
+    args = [sys.executable, "-m", "study.commands.train", "--config=configs/study.py:smoke", f"--workdir={workdir}"]
     args += [f"--config.{key}={value}" for key, value in config_overrides.items()]
     proc = subprocess.run(args, cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu", **(env or {})),
                           capture_output=True, text=True, timeout=300)
@@ -95,7 +98,7 @@ def flag_overrides(config) -> dict:
         "data_dir": config.data_dir, "model.row_length": ROW_LENGTH, "model.num_layers": 1, "model.emb_dim": 16,
         "model.num_heads": 2, "model.mlp_dim": 32, "model.dropout_rate": 0.1, "optimizer.peak_lr": 1e-2,
         "optimizer.warmup_steps": 3, "batch_size": 8, "steps": 8, "checkpoint_every": 2, "keep_checkpoints": 10,
-        "eval_every": 0, "eval_batches": 2, "log_every": 4, "shuffle_buffer": 64,
+        "evals.loss.every": 0, "evals.loss.max_batches": 2, "log_every": 4, "shuffle_buffer": 64,
     }
 
 
@@ -109,7 +112,7 @@ def data_dir(tmp_path_factory):
 def test_killed_run_resumes_to_exactly_the_uninterrupted_result(data_dir, tmp_path):
     config = tiny_config(data_dir)
     # Uninterrupted: 8 steps, in this process.
-    result = trainer.train(config, str(tmp_path / "straight"))
+    result = train.train(config, str(tmp_path / "straight"))
     assert result["step"] == 8 and np.isfinite(result["train"]["loss"])
     assert 0.0 <= result["validation"]["accuracy_at_1"] <= 1.0
     straight, straight_progress = checkpoint_leaves(str(tmp_path / "straight"))
@@ -120,35 +123,35 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_result(data_dir, tmp_pa
     saved = sorted(int(d) for d in os.listdir(os.path.join(killed, "checkpoints")) if d.isdigit())
     assert saved and max(saved) <= 4
     # Resume to 8 steps.
-    resumed_result = trainer.train(config, killed)
+    resumed_result = train.train(config, killed)
     assert resumed_result["step"] == 8
     resumed, resumed_progress = checkpoint_leaves(killed)
     assert resumed_progress == straight_progress == {"step": 8, "batches_consumed": 8, "seed": 0}
     assert resumed.keys() == straight.keys()
     for name in straight:  # params, Adam moments, step and RNG: bit-identical
         np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
-    # The log holds the resumed steps too.
+    # The log holds the resumed steps too, and no step twice (the resumed run truncated it).
     with open(os.path.join(killed, "metrics.jsonl")) as f:
         steps = [json.loads(line)["step"] for line in f if '"train"' in line]
-    assert 8 in steps
+    assert steps == [4, 8]
 
 
 def test_gradient_accumulation_equals_the_full_batch_update():
     config = tiny_config("")
     config.model.vocab_size = VOCAB_SIZE
     config.model.dropout_rate = 0.0
-    model = registry.build_model(config.model)
+    task = build_task(config)
     # Plain SGD with lr 1: the update IS the gradient. (Adam's first update is lr * sign(g), which turns
     # float-rounding noise of near-zero gradients into +-lr differences.)
     tx = optax.sgd(1.0)
     schedule = schedules.make_schedule(config)
     batch = random_device_batch(8, seed=2)
-    mesh = sharding.make_mesh({"data": -1, "model": 1})
     rng = np.asarray(jax.random.key_data(jax.random.key(0)))
     results = {}
     for k in (1, 4):
-        state, _ = trainer.create_train_state(model, tx, mesh, {n: v[:2] for n, v in batch.items()}, seed=0)
-        step = jax.jit(trainer.make_train_step(model, registry.next_item_loss, tx, schedule, grad_accum_steps=k))
+        params = nn.unbox(task.init_params(jax.random.key(0)))
+        state = TrainState(step=np.int32(0), params=params, opt_state=tx.init(params), rng=rng)
+        step = jax.jit(gradient_step.make_train_step(task, tx, schedule, grad_accum_steps=k))
         results[k] = step(state, batch, rng)
     (state1, metrics1), (state4, metrics4) = results[1], results[4]
     assert float(metrics4["loss"]) == pytest.approx(float(metrics1["loss"]), rel=1e-5)
@@ -189,12 +192,12 @@ def test_relative_checkpoint_directory_is_resolved_against_the_working_directory
 def test_vocab_size_is_read_from_vocab_json(data_dir):
     config = tiny_config(data_dir)
     config.model.vocab_size = 0
-    trainer.resolve_vocab_size(config)
-    assert config.model.vocab_size == VOCAB_SIZE
+    assert build_task(config).config.model.vocab_size == VOCAB_SIZE
+    assert config.model.vocab_size == 0  # the caller's config is not changed
     config = tiny_config("/nonexistent")
     config.model.vocab_size = 0
     with pytest.raises(FileNotFoundError, match="vocab"):
-        trainer.resolve_vocab_size(config)
+        build_task(config)
 
 
 def test_presets_carry_the_papers_numbers():
@@ -220,5 +223,4 @@ def test_top1_accuracy_never_predicts_reserved_ids_and_counts_oov_as_miss():
     logits[0, 1, 5] = 1.0
     logits[0, 2, 3] = 1.0
     batch = {"item_ids": np.array([[4, reserved_ids.OOV, reserved_ids.SEP]]), "row_valid": np.array([1])}
-    correct, weight = trainer.top1_accuracy(logits, batch)
-    assert (float(correct), float(weight)) == (1.0, 2.0)
+    assert float(next_item.top1_correct(logits, batch)) == 1.0  # of 2 targets: 4 (hit) and OOV (a miss)

@@ -51,7 +51,6 @@ import numpy as np
 import tensorflow as tf
 
 from study.data import reserved_ids, row_format
-from study.train.sharding import to_global_batch  # noqa: F401  (re-exported: batches -> global arrays)
 
 HOST_ONLY_FEATURES = ("student_hash", "classroom")
 INT32_FEATURES = tuple(

@@ -13,6 +13,7 @@ other item maps to ``OOV``. The same loader serves the trainer, the evaluator an
 
 import dataclasses
 import json
+import os
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -118,3 +119,17 @@ def save_vocab(vocab: Vocabulary, path: str) -> None:
 def ids_to_raw(vocab: Vocabulary, token_ids: Sequence[int]) -> list:
     """Token ids -> raw item ids (``None`` for reserved ids)."""
     return [vocab.raw_item(t) for t in token_ids]
+
+
+def read_vocab_size(data_dir: str) -> int:
+    """``vocab_size`` (items + reserved ids) of the processed dataset in ``data_dir`` (its ``vocab.json``)."""
+    path = os.path.join(data_dir, "vocab.json")
+    if not data_dir or not os.path.exists(path):
+        raise FileNotFoundError(
+            f"no vocab.json in data_dir {data_dir!r}; set --config.data_dir to a processed dataset (the output of "
+            "study preprocess) or set --config.model.vocab_size")
+    with open(path, encoding="utf-8") as handle:
+        vocab = json.load(handle)
+    if "vocab_size" not in vocab:
+        raise KeyError(f"{path} has no 'vocab_size' key; re-run the data pipeline")
+    return int(vocab["vocab_size"])

@@ -3,7 +3,7 @@
 Usage::
 
     result = evaluate(predict_fn, batches, ns=(1, 3, 5, 10, 20), num_bootstrap=50, seed=0)
-    write_reports(result, "runs/study/eval", model_name="study")
+    result.metrics, result.per_student, result.records
 
 ``batches`` yields NumPy dicts in the ``study.data.row_format`` layout: per-position ``[B, L]`` arrays
 (``item_ids``, ``timestamps``, ``student_hash``, ``history_len``, ``is_novel``, ``is_continuation`` ...),
@@ -22,7 +22,6 @@ records of the target positions (item positions of valid rows) are kept.
 """
 
 import dataclasses
-from pathlib import Path
 from typing import Callable, Iterable
 
 import jax
@@ -32,7 +31,7 @@ import pandas as pd
 
 from study.data.reserved_ids import is_item
 from study.eval import metrics as metrics_lib
-from study.eval import ranking, reports
+from study.eval import ranking
 
 OUTPUT_FORMS = ("auto", "scores", "top_k")
 REQUIRED_BATCH_KEYS = ("item_ids", "student_hash", "history_len", "is_novel", "is_continuation")
@@ -213,16 +212,3 @@ def evaluate(
         records, ns, num_bootstrap=num_bootstrap, seed=seed, confidence=confidence
     )
     return EvalResult(records=records, per_student=per_student, metrics=metrics)
-
-
-def write_reports(result: EvalResult, out_dir, model_name: str, *, write_records: bool = False) -> dict:
-    """Writes the reports of ``result`` into ``out_dir`` (see ``study.eval.reports``).
-
-    With ``write_records`` the per-interaction records are also written to ``records.parquet``.
-    Returns ``{report name: path}``.
-    """
-    paths = reports.write_model_reports(result.metrics, result.per_student, out_dir, model_name)
-    if write_records:
-        paths["records"] = Path(out_dir) / "records.parquet"
-        result.records.to_parquet(paths["records"], index=False)
-    return paths

@@ -1,6 +1,7 @@
 """Evaluation reports on disk: metrics.json, per_student.csv, summary.md, plots, model comparisons.
 
-Files of one model (``write_model_reports``)::
+Files of one model's hits evaluation (``study.eval.evaluators.HitsEvaluator``, written by
+``study.eval.report_writer``)::
 
     metrics.json              every number of ``study.eval.metrics.compute_metrics`` (NaN written as null)
     per_student.csv           one row per student: student_hash, grade, wealth, interaction and hit counts
@@ -44,7 +45,7 @@ def _json_ready(value):
     return value
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str) -> None:
     """Writes through a temporary file and a rename, so a reader never sees half a file."""
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text, encoding="utf-8")
@@ -54,7 +55,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
 def write_metrics_json(metrics: dict, path) -> Path:
     """Writes ``metrics`` as indented JSON (NaN -> null). Returns the path."""
     path = Path(path)
-    _atomic_write_text(path, json.dumps(_json_ready(metrics), indent=2, allow_nan=False) + "\n")
+    write_text(path, json.dumps(_json_ready(metrics), indent=2, allow_nan=False) + "\n")
     return path
 
 
@@ -69,11 +70,12 @@ def load_metrics(path) -> dict:
         raise ValueError(f"{path} is not valid JSON ({error}); re-run the evaluation to rewrite it") from None
 
 
-def write_per_student_csv(per_student: pd.DataFrame, path) -> Path:
-    """Writes the ``student_totals`` table as CSV, one row per student. Returns the path."""
+def write_table_csv(table: pd.DataFrame, path) -> Path:
+    """Writes ``table`` as CSV without its index (e.g. the ``student_totals`` table, one row per student),
+    through a temporary file and a rename. Returns the path."""
     path = Path(path)
     temporary = path.with_name(path.name + ".tmp")
-    per_student.to_csv(temporary, index=False)
+    table.to_csv(temporary, index=False)
     os.replace(temporary, path)
     return path
 
@@ -169,24 +171,6 @@ def plot_hits_by_history(
     return path
 
 
-def write_model_reports(metrics: dict, per_student: pd.DataFrame, out_dir, model_name: str) -> dict:
-    """Writes metrics.json, per_student.csv, summary.md and hits_by_history.png into ``out_dir``.
-
-    Returns ``{"metrics", "per_student", "summary", "plot"}`` -> path.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "metrics": write_metrics_json(metrics, out_dir / "metrics.json"),
-        "per_student": write_per_student_csv(per_student, out_dir / "per_student.csv"),
-        "summary": out_dir / "summary.md",
-    }
-    _atomic_write_text(paths["summary"], summary_markdown(metrics, model_name))
-    plot_ns = tuple(n for n in PLOT_NS if n in metrics["ns"]) or tuple(metrics["ns"][:1])
-    paths["plot"] = plot_hits_by_history({model_name: metrics}, out_dir / "hits_by_history.png", ns=plot_ns)
-    return paths
-
-
 def compare_models(metrics_by_model: dict, out_dir, *, ns=None) -> dict:
     """Writes a comparison of several models' metrics into ``out_dir``.
 
@@ -220,7 +204,7 @@ def compare_models(metrics_by_model: dict, out_dir, *, ns=None) -> dict:
                     + [format_interval(entry[average][hits_name(n)]) for n in ns]
                 )
     table_path = out_dir / "comparison.md"
-    _atomic_write_text(table_path, "# Next-item evaluation: model comparison\n\n" + _markdown_table(header, rows))
+    write_text(table_path, "# Next-item evaluation: model comparison\n\n" + _markdown_table(header, rows))
     json_path = write_metrics_json(
         {name: {"ns": m["ns"], "counts": m["counts"], "overall": m["overall"]} for name, m in metrics_by_model.items()},
         out_dir / "comparison.json",

@@ -38,8 +38,8 @@ are never recommended; when the vocabulary holds fewer than ``top_k`` items the 
 
 Usage::
 
-    index = fit_from_data_dir("runs/smoke/processed", context_size=2)   # train split, Individual rows
-    save_index(index, "runs/knn/knn_index"); index = load_index("runs/knn/knn_index")
+    index = fit(train_batches, vocab_size, context_size=2)   # or index_from_occurrences(...) of a study run
+    save_index(index, "artifacts/knn"); index = load_index("artifacts/knn")
     model = NearestContexts(index, top_k=20)
     result = evaluate(model.predict, batches, output="top_k")       # study.eval.evaluate
 """
@@ -173,61 +173,53 @@ def _check_item_ids(item_ids: np.ndarray, vocab_size: int, where: str) -> None:
         )
 
 
-def fit(batches: Iterable[dict], vocab_size: int, context_size: int = 2) -> KnnIndex:
-    """Builds the index from training rows.
+def occurrences(batch: dict, vocab_size: int, context_size: int = 2) -> dict:
+    """The indexed occurrences of one batch of training rows: ``{"keys": [n, K] int32`` canonical contexts,
+    ``"targets": [n] int32`` the items that followed them, ``"popularity": [V] int64`` counts of every indexed
+    item occurrence}``.
 
-    Args:
-      batches: NumPy batch dicts with ``item_ids``, ``student_index``, ``positions`` ``[B, L]`` and
-        optionally ``row_valid [B]`` (e.g. ``study.data.input_pipeline.eval_batches`` over the train
-        split of the Individual rows, so every row is read once).
-      vocab_size: ``V``, including the reserved ids.
-      context_size: ``K``.
-
-    Returns:
-      the ``KnnIndex`` (module docstring).
+    ``batch``: NumPy dict with ``item_ids``, ``student_index``, ``positions`` ``[B, L]`` and optionally
+    ``row_valid [B]``. Adding the occurrences of every batch (any order, any batching) and passing them to
+    :func:`index_from_occurrences` gives the index of all rows.
     """
-    keys, targets = [], []
-    popularity = np.zeros(vocab_size, np.int64)
-    for batch in batches:
-        item_ids = np.asarray(batch["item_ids"])
-        _check_item_ids(item_ids, vocab_size, "a training batch")
-        history = history_contexts(item_ids, batch["student_index"], batch["positions"], context_size)
-        valid = np.asarray(batch.get("row_valid", np.ones(len(item_ids))), dtype=bool)
-        occurs = reserved_ids.is_item(item_ids) & (np.asarray(batch["student_index"]) >= 0) & valid[:, None]
-        items, history = item_ids[occurs], history[occurs]
-        indexed = items >= reserved_ids.FIRST_ITEM_ID
-        popularity += np.bincount(items[indexed], minlength=vocab_size)
-        with_context = indexed & (history != MISSING).any(axis=1)
-        keys.append(canonical_contexts(history[with_context]))
-        targets.append(items[with_context])
-    keys = np.concatenate(keys) if keys else np.zeros((0, context_size), np.int32)
-    targets = np.concatenate(targets) if targets else np.zeros((0,), np.int32)
+    item_ids = np.asarray(batch["item_ids"])
+    _check_item_ids(item_ids, vocab_size, "a training batch")
+    history = history_contexts(item_ids, batch["student_index"], batch["positions"], context_size)
+    valid = np.asarray(batch.get("row_valid", np.ones(len(item_ids))), dtype=bool)
+    occurs = reserved_ids.is_item(item_ids) & (np.asarray(batch["student_index"]) >= 0) & valid[:, None]
+    items, history = item_ids[occurs], history[occurs]
+    indexed = items >= reserved_ids.FIRST_ITEM_ID
+    with_context = indexed & (history != MISSING).any(axis=1)
+    return {"keys": canonical_contexts(history[with_context]).astype(np.int32),
+            "targets": items[with_context].astype(np.int32),
+            "popularity": np.bincount(items[indexed], minlength=vocab_size).astype(np.int64)}
+
+
+def index_from_occurrences(keys: np.ndarray, targets: np.ndarray, popularity: np.ndarray,
+                           context_size: int) -> KnnIndex:
+    """The index (module docstring) of all training occurrences: ``keys [n, K]`` canonical contexts,
+    ``targets [n]`` the items after them, ``popularity [V]`` item counts (``vocab_size = V``)."""
+    vocab_size = len(popularity)
+    keys = np.asarray(keys, np.int32).reshape(-1, context_size)
+    targets = np.asarray(targets, np.int32).reshape(-1)
     distinct, inverse = np.unique(keys, axis=0, return_inverse=True)
     next_items = sp.csr_matrix(
         (np.ones(len(targets), np.int32), (inverse.ravel(), targets)), shape=(len(distinct), vocab_size)
     )
     next_items.sum_duplicates()
-    return KnnIndex(count_vectors(distinct, vocab_size), next_items, popularity, context_size)
+    return KnnIndex(count_vectors(distinct, vocab_size), next_items, np.asarray(popularity, np.int64), context_size)
 
 
-def read_vocab_size(data_dir: str) -> int:
-    """``vocab_size`` (items + reserved ids) from ``<data_dir>/vocab.json``."""
-    path = os.path.join(data_dir, "vocab.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found; point data_dir at a processed dataset (the Beam job's output)")
-    with open(path, encoding="utf-8") as handle:
-        return int(json.load(handle)["vocab_size"])
-
-
-def fit_from_data_dir(data_dir: str, context_size: int = 2, *, split: str = "train",
-                      row_length: int = 65, batch_size: int = 1024) -> KnnIndex:
-    """``fit`` on the Individual rows of ``split`` of a processed dataset (``<data_dir>/individual``)."""
-    from study.data import input_pipeline
-
-    files = input_pipeline.dataset_files(data_dir, "individual", split)
-    batches = input_pipeline.eval_batches(files, batch_size, row_length=row_length, process_index=0,
-                                          process_count=1)
-    return fit(batches, read_vocab_size(data_dir), context_size)
+def fit(batches: Iterable[dict], vocab_size: int, context_size: int = 2) -> KnnIndex:
+    """Builds the index from training rows (NumPy batch dicts, as :func:`occurrences` takes them)."""
+    keys, targets = [np.zeros((0, context_size), np.int32)], [np.zeros((0,), np.int32)]
+    popularity = np.zeros(vocab_size, np.int64)
+    for batch in batches:
+        found = occurrences(batch, vocab_size, context_size)
+        keys.append(found["keys"])
+        targets.append(found["targets"])
+        popularity += found["popularity"]
+    return index_from_occurrences(np.concatenate(keys), np.concatenate(targets), popularity, context_size)
 
 
 def save_index(index: KnnIndex, directory: str, **metadata) -> None:
@@ -261,30 +253,6 @@ def load_index(directory: str) -> KnnIndex:
         np.load(os.path.join(directory, "popularity.npy"), allow_pickle=False),
         meta["context_size"],
     )
-
-
-def load_or_fit(index_dir: str, data_dir: str, context_size: int = 2, *, row_length: int = 65,
-                batch_size: int = 1024) -> KnnIndex:
-    """The index saved in ``index_dir``, or, when there is none, the one fitted on the train split of
-    ``<data_dir>/individual`` and then saved there.
-
-    Raises ``ValueError`` when the saved index has another ``context_size`` or vocabulary size than asked.
-    """
-    if not data_dir:
-        raise ValueError("no processed dataset given: set config.data_dir (--config.data_dir=<processed dir>)")
-    vocab_size = read_vocab_size(data_dir)
-    if index_exists(index_dir):
-        index = load_index(index_dir)
-        if index.context_size != context_size or index.vocab_size != vocab_size:
-            raise ValueError(
-                f"the KNN index in {index_dir} has context_size {index.context_size} and vocab_size "
-                f"{index.vocab_size}, but the run asks for context_size {context_size} on a dataset of "
-                f"vocab_size {vocab_size}; delete {index_dir} to refit, or use another workdir"
-            )
-        return index
-    index = fit_from_data_dir(data_dir, context_size, row_length=row_length, batch_size=batch_size)
-    save_index(index, index_dir, data_dir=os.path.abspath(data_dir), split="train", dataset="individual")
-    return index
 
 
 class NearestContexts:

@@ -1,131 +1,104 @@
-"""One table from model name to builder, so the trainer, evaluator and serving never special-case a model.
+"""The next-item models by name: ``config.model.name`` is the one way to choose one.
 
-Every sequence recommender registered here is a ``flax.linen.Module`` with the same call::
+Every model here is a ``flax.linen.Module`` with the same call::
 
     logits = module.apply(variables, batch, train=False)                       # evaluation
     logits = module.apply(variables, batch, train=True, rngs={"dropout": key})  # training
 
 ``batch`` is a dict of device arrays (``item_ids``, ``timestamps``, ``student_index``, ``positions``
 ``[batch, length] int32``; ``grade [batch] int32``; other keys are ignored) and ``logits`` is
-``[batch, length, vocab_size] float32``: ``logits[b, i]`` scores the item at position ``i``.
-The training loss is ``loss_for(model_config)``: ``next_item_loss(logits, batch) -> (loss_sum, weight_sum)``
-unless the model registered its own (SAMN: BPR with sampled negatives).
+``[batch, length, vocab_size] float32``: ``logits[b, i]`` scores the item at position ``i``. Its training
+loss is ``loss_for(model_config)(logits, batch, rng) -> (loss_sum, weight_sum)``.
+
+=================  ==========================================================================================
+name               model (its config fields: the module's ``from_config``)
+=================  ==========================================================================================
+``transformer``    STUDY / Individual / two-stream decoder (``study.models.sequence_transformer``; the policy is
+                   its ``attention`` field); softmax cross-entropy (``label_smoothing``)
+``samn``           Social Attentional Memory Network (``study.models.samn``); BPR with sampled negatives
+``srgnn``          SR-GNN (``study.models.srgnn``); cross-entropy over every click (``loss = "next_item"``) or
+                   over every click but a student's first (``loss = "session"``, the paper's test cases)
+=================  ==========================================================================================
 
 Usage::
 
-    config = default_model_config()
-    config.attention = "study"
-    model = build_model(config)
-    variables = model.init(jax.random.key(0), batch, train=False)
+    model = build_model(config.model)
+    loss = loss_for(config.model)
 """
 
+import dataclasses
 import functools
 from typing import Callable
 
 import flax.linen as nn
 import ml_collections
 
-from study.models import samn
-from study.models import srgnn
-from study.models.losses import next_item_loss  # re-exported: the one loss of the sequence models
-from study.models.sequence_transformer import ATTENTION_POLICIES, SequenceTransformer
+from study.models import samn, srgnn
+from study.models.losses import next_item_loss
+from study.models.sequence_transformer import SequenceTransformer
 
-__all__ = [
-    "MODEL_BUILDERS",
-    "build_model",
-    "default_model_config",
-    "loss_for",
-    "next_item_loss",
-    "register_model",
-]
+Loss = Callable  # (logits, batch, rng) -> (loss_sum, weight_sum)
 
 
-def default_model_config() -> ml_collections.ConfigDict:
-    """Defaults of the STUDY / Individual transformer (as the official STUDY code).
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """How to build a model from its config, its training loss, and whether it reads classmates' rows."""
 
-    Fields: ``model_name`` (a key of ``MODEL_BUILDERS``; empty means "use ``attention``"),
-    ``vocab_size`` (including the reserved ids), ``row_length`` (positions embedded), ``num_layers``,
-    ``emb_dim``, ``num_heads``, ``mlp_dim``, ``dropout_rate``, ``attention`` ("individual" | "study" |
-    "study_two_stream"), ``use_grade``, ``num_grades``, ``dtype`` ("float32" | "bfloat16", compute only),
-    ``label_smoothing`` (used by the trainer when it calls ``next_item_loss``).
-    """
-    config = ml_collections.ConfigDict()
-    config.model_name = ""
-    config.vocab_size = 2003  # 2000 items + PAD, OOV, SEP
-    config.row_length = 65
-    config.num_layers = 6
-    config.emb_dim = 256
-    config.num_heads = 8
-    config.mlp_dim = 1024
-    config.dropout_rate = 0.1
-    config.attention = "study"
-    config.use_grade = False
-    config.num_grades = 13
-    config.dtype = "float32"
-    config.label_smoothing = 0.0
-    return config
+    build: Callable[[ml_collections.ConfigDict], nn.Module]
+    loss: Callable[[ml_collections.ConfigDict], Loss]
+    reads_classmates: Callable[[ml_collections.ConfigDict], bool]
 
 
-def _transformer_builder(attention: str) -> Callable[[ml_collections.ConfigDict], nn.Module]:
-    def build(model_config: ml_collections.ConfigDict) -> nn.Module:
-        return SequenceTransformer.from_config(model_config, attention=attention)
+def _cross_entropy(loss_fn=next_item_loss):
+    def build(model_config):
+        smoothing = model_config.get("label_smoothing", 0.0)
+
+        def loss(logits, batch, rng):
+            del rng
+            return loss_fn(logits, batch, label_smoothing=smoothing)
+
+        return loss
 
     return build
 
 
-# name -> builder(model_config) -> flax module. Other families (KNN, SAMN, SRGNN) add entries here.
-MODEL_BUILDERS: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
-    policy: _transformer_builder(policy) for policy in ATTENTION_POLICIES
+def _srgnn_loss(model_config):
+    losses = {"next_item": next_item_loss, "session": srgnn.session_next_item_loss}
+    name = model_config.get("loss", "next_item")
+    if name not in losses:
+        raise ValueError(f"unknown SR-GNN loss {name!r} (config field model.loss); choose one of {sorted(losses)}")
+    return _cross_entropy(losses[name])(model_config)
+
+
+def _bpr(model_config):
+    return functools.partial(samn.bpr_loss, num_negatives=model_config.get("num_negatives", 1))
+
+
+MODELS: dict[str, ModelEntry] = {
+    "transformer": ModelEntry(SequenceTransformer.from_config, _cross_entropy(),
+                              lambda config: config.attention != "individual"),
+    "samn": ModelEntry(samn.SAMN.from_config, _bpr, lambda config: True),
+    "srgnn": ModelEntry(srgnn.SRGNN.from_config, _srgnn_loss, lambda config: False),
 }
 
 
-# Recommenders that are fitted, not trained (no flax module): name -> how to run them.
-UNTRAINED_MODELS = {
-    "knn": "`study eval --config=configs/knn.py --workdir=DIR --config.data_dir=DATA` fits and evaluates it "
-           "(study.models.knn)",
-}
-
-# name -> loss_builder(model_config) -> loss_fn(logits, batch[, rng=key]) -> (loss_sum, weight_sum); a model
-# without an entry trains with next_item_loss. A loss with ``needs_rng = True`` is given a key by the trainer.
-LOSS_BUILDERS: dict[str, Callable[[ml_collections.ConfigDict], Callable]] = {}
-
-
-def register_model(
-    name: str,
-    builder: Callable[[ml_collections.ConfigDict], nn.Module],
-    loss_builder: Callable[[ml_collections.ConfigDict], Callable] | None = None,
-) -> None:
-    """Adds a model family to the registry; ``builder(model_config)`` returns a flax module and the optional
-    ``loss_builder(model_config)`` its training loss (default :func:`next_item_loss`)."""
-    if name in MODEL_BUILDERS:
-        raise ValueError(f"model {name!r} is already registered; pick another name")
-    MODEL_BUILDERS[name] = builder
-    if loss_builder is not None:
-        LOSS_BUILDERS[name] = loss_builder
-
-
-def loss_for(model_config: ml_collections.ConfigDict) -> Callable:
-    """The training loss of the model named by ``model_config`` (as :func:`build_model` names it):
-    its registered loss, else ``next_item_loss`` with ``model_config.label_smoothing``."""
-    name = model_config.get("model_name", "") or model_config.get("attention", "")
-    if name in LOSS_BUILDERS:
-        return LOSS_BUILDERS[name](model_config)
-    return functools.partial(next_item_loss, label_smoothing=model_config.get("label_smoothing", 0.0))
+def _entry(model_config: ml_collections.ConfigDict) -> ModelEntry:
+    name = model_config.get("name", "")
+    if name not in MODELS:
+        raise ValueError(f"unknown next-item model {name!r} (config field model.name); choose one of {sorted(MODELS)}")
+    return MODELS[name]
 
 
 def build_model(model_config: ml_collections.ConfigDict) -> nn.Module:
-    """The flax module named by ``model_config.model_name`` (or, when that is empty/absent, by
-    ``model_config.attention``), built from ``model_config``."""
-    name = model_config.get("model_name", "") or model_config.get("attention", "")
-    if name in UNTRAINED_MODELS:
-        raise ValueError(f"model {name!r} is not a trained network: {UNTRAINED_MODELS[name]}")
-    if name not in MODEL_BUILDERS:
-        raise ValueError(
-            f"unknown model {name!r} (config field model_name / attention); "
-            f"choose one of {sorted(MODEL_BUILDERS)}"
-        )
-    return MODEL_BUILDERS[name](model_config)
+    """The flax module named by ``model_config.name``, built from ``model_config``."""
+    return _entry(model_config).build(model_config)
 
 
-register_model("samn", samn.SAMN.from_config, loss_builder=samn.bpr_loss_for)
-register_model("srgnn", srgnn.SRGNN.from_config)
+def loss_for(model_config: ml_collections.ConfigDict) -> Loss:
+    """The training loss ``(logits, batch, rng) -> (loss_sum, weight_sum)`` of ``model_config``'s model."""
+    return _entry(model_config).loss(model_config)
+
+
+def reads_classmates(model_config: ml_collections.ConfigDict) -> bool:
+    """Whether the model's scores depend on classmates' interactions (serving then asks for them)."""
+    return bool(_entry(model_config).reads_classmates(model_config))

@@ -273,13 +273,3 @@ def bpr_loss(logits, batch, rng=None, num_negatives: int = 1, negatives=None):
     per_target = jnp.mean(jax.nn.softplus(negative - positive), axis=-1)  # softplus(-x) = -log sigmoid(x)
     weights = reserved_ids.is_item(targets)
     return jnp.sum(jnp.where(weights, per_target, 0.0)), jnp.sum(weights, dtype=jnp.float32)
-
-
-bpr_loss.needs_rng = True  # the trainer passes rng= to losses that sample
-
-
-def bpr_loss_for(model_config: ml_collections.ConfigDict):
-    """The trainer's loss of a SAMN config: :func:`bpr_loss` with ``model_config.num_negatives``."""
-    loss = functools.partial(bpr_loss, num_negatives=model_config.get("num_negatives", 1))
-    loss.needs_rng = True
-    return loss

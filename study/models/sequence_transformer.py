@@ -39,6 +39,34 @@ from study.models import attention_masks
 
 ATTENTION_POLICIES = ("individual", "study", "study_two_stream")
 
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """The transformer's model config at the official STUDY code's defaults.
+
+    Fields: ``name`` ("transformer", its name in ``study.models.registry``), ``vocab_size`` (including the
+    reserved ids; 0 = read from the dataset's ``vocab.json``), ``row_length`` (positions embedded),
+    ``num_layers``, ``emb_dim``, ``num_heads``, ``mlp_dim``, ``dropout_rate``, ``attention`` ("individual" |
+    "study" | "study_two_stream"), ``use_grade``, ``num_grades``, ``dtype`` ("float32" | "bfloat16", compute
+    only), ``label_smoothing`` (of the training loss).
+    """
+    config = ml_collections.ConfigDict()
+    config.name = "transformer"
+    config.vocab_size = 2003  # 2000 items + PAD, OOV, SEP
+    config.row_length = 65
+    config.num_layers = 6
+    config.emb_dim = 256
+    config.num_heads = 8
+    config.mlp_dim = 1024
+    config.dropout_rate = 0.1
+    config.attention = "study"
+    config.use_grade = False
+    config.num_grades = 13
+    config.dtype = "float32"
+    config.label_smoothing = 0.0
+    return config
+
+
 _EMBED_INIT = nn.initializers.normal(stddev=1.0)
 _KERNEL_INIT = nn.initializers.xavier_uniform()
 _BIAS_INIT = nn.initializers.zeros_init()
@@ -244,7 +272,7 @@ class SequenceTransformer(nn.Module):
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, attention: str | None = None):
-        """Builds the module from a model config (``study.models.registry.default_model_config``)."""
+        """Builds the module from a model config (:func:`default_config`)."""
         return cls(
             vocab_size=config.vocab_size,
             row_length=config.row_length,

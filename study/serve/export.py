@@ -177,8 +177,9 @@ def export_model(
         "jax_version": jax.__version__,
         "jax_export_calling_convention_version": exported.calling_convention_version,
         "platforms": list(exported.platforms),
+        "model_name": str(model_config.name),
         "attention": str(model_config.get("attention", "")),
-        "model_name": str(model_config.get("model_name", "") or model_config.get("attention", "")),
+        "reads_classmates": registry.reads_classmates(model_config),
         "row_length": row_length,
         "batch_size": batch_size,
         "top_k": top_k,
@@ -216,78 +217,3 @@ def example_batch(row_length: int, batch_size: int = 1) -> dict[str, np.ndarray]
     batch["student_index"][:] = -1
     batch["grade"] = np.zeros((batch_size,), np.int32)
     return batch
-
-
-def restore_params(config, workdir: str, step: int | None = None, vocab_path: str | None = None):
-    """The ``params`` of the training run in ``workdir`` (checkpoint ``step``, default the latest).
-
-    ``config`` is the run's full config (``configs/<model>.py:preset``); the checkpoint's train state is
-    restored onto this process's first device. ``vocab_path`` gives ``vocab_size`` when the config's is 0
-    (default ``<config.data_dir>/vocab.json``).
-    """
-    import flax.linen as nn
-
-    from study.data import input_pipeline
-    from study.models import registry
-    from study.train import checkpointing, schedules, trainer
-
-    config = type(config)(config.to_dict())
-    if not config.model.vocab_size and vocab_path:
-        config.model.vocab_size = vocabulary.load_vocab(vocab_path).vocab_size
-    trainer.resolve_vocab_size(config)
-    model = registry.build_model(config.model)
-    tx = schedules.make_optimizer(config)
-    example = input_pipeline.device_batch(input_pipeline.empty_batch(2, config.model.row_length))
-    shapes = jax.eval_shape(lambda: nn.unbox(trainer.init_train_state(model, tx, example, config.seed)))
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = checkpointing.abstract_with_shardings(shapes, jax.tree.map(lambda _: device, shapes))
-    ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), every_steps=1, async_save=False)
-    try:
-        state, _ = ckpt.restore(abstract, step)
-    finally:
-        ckpt.close()
-    return config, state.params
-
-
-def export_run(config, workdir: str, output_dir: str, *, vocab_path: str | None = None, step: int | None = None,
-               top_k: int = DEFAULT_TOP_K, batch_size: int | None = None) -> str:
-    """Exports the checkpoint of the run in ``workdir`` (latest or ``step``) to ``output_dir``.
-
-    The vocabulary is ``vocab_path`` or ``<config.data_dir>/vocab.json``. Returns ``output_dir``.
-    """
-    config, params = restore_params(config, workdir, step, vocab_path)
-    vocab_path = vocab_path or os.path.join(config.data_dir, VOCAB_FILE)
-    return export_model(config.model, params, vocab_path, output_dir, batch_size=batch_size, top_k=top_k)
-
-
-def _define_flags() -> None:
-    from absl import flags
-    from ml_collections import config_flags
-
-    config_flags.DEFINE_config_file("config", None, "config of the run, e.g. configs/study.py:learning_ally",
-                                    lock_config=False)
-    flags.DEFINE_string("workdir", None, "run directory of the trainer (holds checkpoints/)")
-    flags.DEFINE_string("output_dir", None, "where to write the serving artifact")
-    flags.DEFINE_string("vocab", None, "vocab.json (default <config.data_dir>/vocab.json)")
-    flags.DEFINE_integer("step", None, "checkpoint step (default: the latest)")
-    flags.DEFINE_integer("top_k", DEFAULT_TOP_K, "candidates returned per position")
-    flags.DEFINE_integer("batch_size", None, "fixed batch size (default: symbolic)")
-    flags.mark_flags_as_required(["config", "workdir", "output_dir"])
-
-
-def main(argv) -> None:
-    """``python -m study.serve.export --config=configs/study.py:preset --workdir=RUN --output_dir=DIR``."""
-    from absl import flags
-
-    del argv
-    values = flags.FLAGS
-    out_dir = export_run(values.config, values.workdir, values.output_dir, vocab_path=values.vocab,
-                         step=values.step, top_k=values.top_k, batch_size=values.batch_size)
-    print(f"serving artifact written to {out_dir}")
-
-
-if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)

@@ -124,7 +124,7 @@ class Recommender:
         self.top_k = int(manifest["top_k"])
         self.batch_size = manifest.get("batch_size")
         self.attention = manifest.get("attention", "")
-        self.uses_classmates = self.attention != "individual"
+        self.uses_classmates = bool(manifest.get("reads_classmates", self.attention != "individual"))
         self.num_grades = int(manifest.get("num_grades", 0))
         self.raw_items = [str(item) for item in vocab["items"]]
         self._item_ids = {raw: self.first_item_id + index for index, raw in enumerate(self.raw_items)}

@@ -9,10 +9,13 @@ A checkpoint of step ``s`` holds
 
 Orbax writes a checkpoint into a temporary directory and renames it only when complete (atomic
 finalize), so a run killed while saving leaves a temporary directory that :meth:`latest_step` and
-:meth:`restore` never pick up (it is removed on the next start).
+:meth:`restore` never pick up (it is removed on the next start). A finished checkpoint damaged later
+(truncated file, garbage metadata) is skipped by :meth:`restore`, which says which step it skipped and why
+and falls back to the newest intact one; the damaged folder is left in place for inspection.
 """
 
 import os
+import sys
 from typing import Any
 
 import jax
@@ -33,14 +36,15 @@ class Checkpointer:
         ckpt.close()
     """
 
-    def __init__(self, directory: str, every_steps: int, max_to_keep: int | None = 3, async_save: bool = True):
+    def __init__(self, directory: str, every_steps: int, max_to_keep: int | None = 3, async_save: bool = True,
+                 create: bool = True):
         self.every_steps = max(int(every_steps), 1)
         if "://" not in directory:  # orbax needs absolute local paths; gs:// and other URLs pass through
             directory = os.path.abspath(directory)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
             save_interval_steps=1,  # the interval is decided by maybe_save
-            create=True,
+            create=create,
             cleanup_tmp_directories=True,
             enable_async_checkpointing=async_save,
         )
@@ -73,18 +77,36 @@ class Checkpointer:
             return False
         return self.save(step, state, progress)
 
-    def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
-        """(state, progress) of ``step`` (default: the latest), laid out as ``abstract_state``: a pytree of
-        ``jax.ShapeDtypeStruct`` with ``sharding`` set (see :func:`abstract_with_shardings`)."""
-        step = self.latest_step() if step is None else step
-        if step is None:
+    def restore(self, abstract_state: Any, step: int | None = None, log=None) -> tuple[Any, dict]:
+        """(state, progress) of ``step``, laid out as ``abstract_state``: a pytree of
+        ``jax.ShapeDtypeStruct`` with ``sharding`` set (see :func:`abstract_with_shardings`), or None to
+        read the saved tree as it is (NumPy arrays in nested dicts).
+
+        Without ``step``: the newest checkpoint that restores; each damaged newer one is reported through
+        ``log(message)`` (default: stderr) with the error, and left on disk.
+        """
+        if step is not None:
+            return self._restore_step(abstract_state, step)
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        if not steps:
             raise FileNotFoundError(f"no finished checkpoint in {self.manager.directory}")
+        failures = []
+        for candidate in steps:
+            try:
+                return self._restore_step(abstract_state, candidate)
+            except Exception as error:  # orbax raises many kinds for damaged files
+                reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
+                failures.append(f"step {candidate} ({reason})")
+                message = (f"checkpoint step {candidate} in {self.manager.directory} cannot be restored and is "
+                           f"skipped (left on disk): {reason}")
+                (log or _stderr)(message)
+        raise RuntimeError(f"no checkpoint in {self.manager.directory} can be restored: " + "; ".join(failures))
+
+    def _restore_step(self, abstract_state: Any, step: int) -> tuple[Any, dict]:
+        state_args = (ocp.args.StandardRestore(abstract_state) if abstract_state is not None
+                      else ocp.args.StandardRestore())
         restored = self.manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state), progress=ocp.args.JsonRestore()
-            ),
-        )
+            step, args=ocp.args.Composite(state=state_args, progress=ocp.args.JsonRestore()))
         return restored["state"], dict(restored["progress"])
 
     def wait(self) -> None:
@@ -94,6 +116,10 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def abstract_with_shardings(shapes: Any, shardings: Any) -> Any:

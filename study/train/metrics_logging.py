@@ -38,6 +38,31 @@ class MetricsLogger:
             summary = " ".join(f"{name}={float(value):.4g}" for name, value in metrics.items())
             print(f"step {step} {split}: {summary}", file=sys.stderr, flush=True)
 
+    def truncate_after(self, step: int) -> int:
+        """Drops the records of steps after ``step`` from ``metrics.jsonl`` (a run resumed from checkpoint
+        ``step`` logs them again, and a curve must not hold them twice); returns how many were dropped.
+        TensorBoard readers keep the newest event of a step, so the event files are left as they are."""
+        if not self.enabled:
+            return 0
+        path = os.path.join(self.workdir, "metrics.jsonl")
+        self._jsonl.close()
+        with open(path, encoding="utf-8") as handle:
+            lines = [line for line in handle if line.strip()]
+        kept = []
+        for line in lines:
+            try:
+                record_step = json.loads(line)["step"]
+            except (ValueError, KeyError):  # a line cut by a kill mid-write
+                continue
+            if record_step <= step:
+                kept.append(line if line.endswith("\n") else line + "\n")
+        temporary = path + ".tmp"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.writelines(kept)
+        os.replace(temporary, path)
+        self._jsonl = open(path, "a", buffering=1)
+        return len(lines) - len(kept)
+
     def info(self, message: str) -> None:
         if self.enabled:
             print(message, file=sys.stderr, flush=True)

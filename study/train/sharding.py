@@ -105,9 +105,3 @@ def to_global_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict:
         name: jax.make_array_from_process_local_data(batch_sharding(mesh, np.ndim(value)), np.asarray(value))
         for name, value in local_batch.items()
     }
-
-
-def describe(shardings: Any) -> dict:
-    """{"path/to/leaf": "PartitionSpec(...)"} for logging which parameters are split how."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(shardings)
-    return {jax.tree_util.keystr(path): str(s.spec) for path, s in flat}

@@ -24,7 +24,7 @@ Python::
 
 Command line::
 
-    python -m study.data.synthetic_learning_ally --num_students=20000 --seed=0 --out_dir=/tmp/la
+    python -m study.sims.synthetic_learning_ally --num_students=20000 --seed=0 --out_dir=/tmp/la
 """
 
 import dataclasses

@@ -1,13 +1,15 @@
 """`study suite`: train (where they train), evaluate and compare several models on one processed dataset.
 
-    python -m study.eval.model_suite --data_dir=data/processed --workdir=runs/suite \
+    python -m study.commands.suite --data_dir=data/processed --workdir=runs/suite \
         --models=study,individual,study_two_stream,knn,samn,srgnn --preset=default \
         [--override=steps=1500,batch_size=64] [--split=test] [--num_bootstrap=50]
 
-Each model is a config file of ``configs/`` at a preset (``MODELS`` below); ``--override`` sets
+Each model is a config file of ``configs/`` (``--models=study`` is ``configs/study.py``) at the preset;
+``--override`` sets
 ``KEY=VALUE`` on every model config that has ``KEY`` (dotted paths, e.g. ``model.emb_dim=128``) and reports the
 ones that do not apply. Per model the run directory is ``<workdir>/<model>``: training resumes from its
-checkpoints, a finished run is not retrained, an existing evaluation is reused unless ``--reevaluate``.
+checkpoints, a finished run is not retrained, an existing evaluation is reused unless ``--reevaluate``. Every
+model is judged by the same evaluator (``hits``) on the same split.
 Writes ``<workdir>/comparison/{comparison.md, comparison.json, comparison_hits_by_history.png}`` and
 ``<workdir>/suite.json`` (per model: config overrides, train time, final train/validation metrics, the overall
 metrics, and the hits@n gap of every model to the first one by history length).
@@ -25,16 +27,7 @@ from study.eval import bootstrap, metrics, reports
 
 FLAGS = flags.FLAGS
 
-# model name -> (config module under configs/, {dotted key: value} applied after the preset)
-MODELS = {
-    "study": ("study", {}),
-    "individual": ("individual", {}),
-    "study_two_stream": ("study", {"model.attention": "study_two_stream"}),
-    "knn": ("knn", {}),
-    "samn": ("samn", {}),
-    "srgnn": ("srgnn", {}),
-}
-UNTRAINED = {"knn"}  # fitted at evaluation time, no trainer run
+HITS = "hits"  # the evaluator every model of the suite is compared by
 
 
 def _parse_value(text: str):
@@ -82,16 +75,16 @@ def _set_path(config: ml_collections.ConfigDict, dotted: str, value) -> None:
 
 
 def model_config(name: str, preset: str, data_dir: str, overrides: dict) -> tuple:
-    """(config, {applied key: value}, [keys that do not exist in this model's config])."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
-    module_name, fixed = MODELS[name]
-    module = __import__(f"configs.{module_name}", fromlist=["get_config"])
+    """(config of ``configs/<name>.py:<preset>``, {applied key: value}, [keys that do not exist in it])."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f"configs.{name}")
+    except ModuleNotFoundError:
+        raise ValueError(f"unknown model {name!r}: there is no configs/{name}.py") from None
     config = module.get_config(preset)
     config.data_dir = data_dir
     config.name = name
-    for key, value in fixed.items():
-        _set_path(config, key, value)
     applied, skipped = {}, []
     for key, value in overrides.items():
         if _has_path(config, key):
@@ -172,8 +165,7 @@ def run_suite(data_dir: str, workdir: str, models, preset: str = "default", over
     ``train=False`` evaluates the runs as they are (their latest checkpoints), e.g. to compare runs trained
     with different budgets.
     """
-    from study.eval import run_evaluation
-    from study.train import trainer
+    from study.commands import evaluate, train as train_command
 
     overrides = overrides or {}
     os.makedirs(workdir, exist_ok=True)
@@ -183,17 +175,17 @@ def run_suite(data_dir: str, workdir: str, models, preset: str = "default", over
         config, applied, skipped = model_config(name, preset, data_dir, overrides)
         run_dir = os.path.join(workdir, name)
         entry = {"applied_overrides": applied, "skipped_overrides": skipped}
-        if train and name not in UNTRAINED:
+        if train:
             started = time.perf_counter()
-            log(f"[suite] training {name} ({config.steps} steps) in {run_dir}")
-            result = trainer.train(config, run_dir)
+            log(f"[suite] training {name} in {run_dir}")
+            result = train_command.train(config, run_dir)
             entry.update(train_seconds=time.perf_counter() - started, train=result["train"],
                          validation=result["validation"], steps=result["step"])
-        metrics_path = os.path.join(run_dir, f"eval_{split}", "metrics.json")
+        metrics_path = os.path.join(run_dir, f"eval_{split}", HITS, "metrics.json")
         if reevaluate or not os.path.exists(metrics_path):
             started = time.perf_counter()
             log(f"[suite] evaluating {name} on {split}")
-            run_evaluation.evaluate_run(config, run_dir, split=split, num_bootstrap=num_bootstrap)
+            evaluate.evaluate_run(config, run_dir, split=split, evaluators=[HITS], num_bootstrap=num_bootstrap)
             entry["eval_seconds"] = time.perf_counter() - started
         metrics_by_model[name] = reports.load_metrics(metrics_path)
         entry["overall"] = metrics_by_model[name]["overall"]
@@ -203,7 +195,8 @@ def run_suite(data_dir: str, workdir: str, models, preset: str = "default", over
     reference = list(models)[-1] if "individual" not in models else "individual"
     summary["gap_reference"] = reference
     summary["history_gaps_macro"] = history_gaps(metrics_by_model, reference)
-    tables = {name: pd.read_csv(os.path.join(workdir, name, f"eval_{split}", "per_student.csv")) for name in models}
+    tables = {name: pd.read_csv(os.path.join(workdir, name, f"eval_{split}", HITS, "per_student.csv"))
+              for name in models}
     summary["paired_macro_differences"] = {
         name: paired_macro_differences(tables[name], tables[reference], seed=0)
         for name in models if name != reference}
@@ -214,7 +207,7 @@ def run_suite(data_dir: str, workdir: str, models, preset: str = "default", over
 def _define_flags():
     flags.DEFINE_string("data_dir", None, "processed dataset (output of study preprocess)")
     flags.DEFINE_string("workdir", None, "suite directory: one run folder per model + comparison/")
-    flags.DEFINE_list("models", ["study", "individual"], f"models to run, from {sorted(MODELS)}")
+    flags.DEFINE_list("models", ["study", "individual"], "models to run: config files of configs/ (e.g. study, knn)")
     flags.DEFINE_string("preset", "default", "config preset of every model (smoke, default, learning_ally)")
     flags.DEFINE_list("override", [], "KEY=VALUE config settings applied to every model that has KEY")
     flags.DEFINE_string("split", "test", "evaluation split")

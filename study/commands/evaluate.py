@@ -1,0 +1,60 @@
+"""`study eval`: the reports of a run's evaluators on a whole split.
+
+    python -m study.commands.evaluate --config=configs/study.py:smoke --workdir=runs/study \
+        [--split=test] [--output_dir=runs/study/eval_test] [--step=N] [--config.data_dir=...]
+
+Restores the run's checkpoint (latest intact one, or ``--step``) and runs every evaluator named in
+``config.evals`` (or ``--evaluators``) on the split: the same evaluator objects the loop runs during
+training. Each writes ``<output_dir>/<evaluator>/`` (``metrics.json``, ``summary.md``, tables, plots;
+``study.eval.report_writer``); ``<output_dir>/scalars.json`` holds every evaluator's headline numbers.
+"""
+
+import os
+
+from absl import app, flags
+
+from study.commands.flags import define_config_and_workdir
+from study.eval import report_writer
+from study.tasks import build_task
+from study.train import loop
+
+FLAGS = flags.FLAGS
+
+
+def evaluate_run(config, workdir: str, split: str = "test", output_dir: str | None = None, step: int | None = None,
+                 evaluators=None, num_bootstrap: int = 50) -> dict:
+    """Evaluates the checkpoint of ``workdir`` on ``split``, writes the reports; returns
+    ``{evaluator: Report}``."""
+    task = build_task(config)
+    available = task.evaluators()
+    names = list(evaluators or task.config.evals.keys())
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        raise ValueError(f"evaluators {unknown} are not defined for the {task.family} family; "
+                         f"choose from {sorted(available)}")
+    state = loop.restore_state(task, task.config, workdir, step)
+    chosen = {name: available[name] for name in names}
+    reports = loop.evaluate(chosen, state, split, num_bootstrap=num_bootstrap)
+    report_writer.write_reports(reports, output_dir or os.path.join(workdir, f"eval_{split}"))
+    return reports
+
+
+def main(argv):
+    del argv
+    output_dir = FLAGS.output_dir or os.path.join(FLAGS.workdir, f"eval_{FLAGS.split}")
+    reports = evaluate_run(FLAGS.config, FLAGS.workdir, FLAGS.split, output_dir, FLAGS.step, FLAGS.evaluators,
+                           FLAGS.num_bootstrap)
+    print(f"evaluation of {FLAGS.workdir} on {FLAGS.split}: reports in {output_dir}")
+    for report in reports.values():
+        if report.markdown:
+            print(report.markdown)
+
+
+if __name__ == "__main__":
+    define_config_and_workdir("run directory of the trainer (holds checkpoints/)")
+    flags.DEFINE_string("split", "test", "evaluation split: validation or test")
+    flags.DEFINE_string("output_dir", None, "where to write the reports (default <workdir>/eval_<split>)")
+    flags.DEFINE_integer("step", None, "checkpoint step (default: the newest intact one)")
+    flags.DEFINE_list("evaluators", None, "evaluators to run (default: those in config.evals)")
+    flags.DEFINE_integer("num_bootstrap", 50, "bootstrap resamples over students for the 95% intervals")
+    app.run(main)

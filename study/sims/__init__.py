@@ -1,0 +1,1 @@
+"""Simulators and generators: synthetic data and the environments that policies are trained and judged in."""
