@@ -5,14 +5,13 @@ Usage::
     python benchmarks/input_pipeline_throughput.py [--data_dir=<processed dir>] [--batch_size=1024]
 
 Without ``--data_dir`` it writes ``--rows`` synthetic rows in the row format (``study.data.row_format``) to a
-temporary folder first. Prints and saves ``benchmarks/results/input_pipeline_throughput.json``. The
+temporary folder first. Prints and saves ``benchmarks/results/input_pipeline_throughput.json`` (``--output``
+for elsewhere). The
 reference is the official STUDY per-sample sampler, about 2,300 rows/s on this machine; the target is
 30x that (69,000 rows/s).
 """
 
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -22,12 +21,14 @@ from absl import app, flags
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from benchmarks import results_io  # noqa: E402
+
 flags.DEFINE_string("data_dir", "", "processed dataset folder; empty = write synthetic rows")
 flags.DEFINE_string("dataset", "study", "sub-folder of data_dir")
 flags.DEFINE_integer("rows", 200_000, "synthetic rows to write")
 flags.DEFINE_integer("batch_size", 1024, "global batch size")
 flags.DEFINE_integer("batches", 300, "batches to time (after warm-up)")
-flags.DEFINE_string("output", os.path.join(REPO, "benchmarks", "results", "input_pipeline_throughput.json"), "")
+results_io.define_output_flag("input_pipeline_throughput")
 FLAGS = flags.FLAGS
 
 OFFICIAL_ROWS_PER_SECOND = 2_300
@@ -90,15 +91,8 @@ def main(argv):
         "speedup_vs_official_sampler": rows_per_second / OFFICIAL_ROWS_PER_SECOND,
         "target_rows_per_second": 30 * OFFICIAL_ROWS_PER_SECOND,
         "meets_target": rows_per_second >= 30 * OFFICIAL_ROWS_PER_SECOND,
-        "devices": jax.device_count(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1min": os.getloadavg()[0],
-        "machine": platform.machine(),
     }
-    os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
-    with open(FLAGS.output, "w") as f:
-        json.dump(result, f, indent=1)
-    print(json.dumps(result, indent=1))
+    results_io.write_results(FLAGS.output, result)
 
 
 if __name__ == "__main__":

@@ -4,25 +4,26 @@
         [--scale=paper] [--work_dir=/tmp/knn_bench] [--batch_size=1024] [--context_size=2]
 
 Without ``--data_dir`` it generates ``--num_students`` synthetic students
-(``study.data.synthetic_learning_ally``; ``--scale=paper`` = the paper's 489k) and runs the Beam job
+(``study.sims.synthetic_learning_ally``; ``--scale=paper`` = the paper's 489k) and runs the Beam job
 (``data_pipeline.build_dataset``, DirectRunner) into ``<work_dir>/<label>/processed`` (reused when it
 is already there). Then:
 
-* fits the index on the train split of the Individual rows (``study.models.knn.fit_from_data_dir``),
+* fits the index as ``study train --config=configs/knn.py`` does: ``study.commands.train.train`` (the one
+  training loop: one pass over the train split of the Individual rows, then the final checkpoint), then
+  restores the run (``study.train.loop.restore_state``) and builds the index (``NearestContextsTask.index``);
   saves and reloads it (size on disk);
 * evaluates a fresh model (empty query cache) on every row of the test split with the project's evaluator
-  (``study.eval.evaluate``, ``output="top_k"``), timing the ranking itself (``predict``) apart from the
-  whole evaluation (TFRecord reading, ranking, metrics, bootstrap).
+  (``study.eval.evaluate``, ``output="top_k"``, as the task's ``hits`` evaluator), timing the ranking itself
+  (``predict``) apart from the whole evaluation (TFRecord reading, ranking, metrics, bootstrap).
 
 Rates are interactions scored per second of wall time and per CPU second of this process (the machine
 is shared: per-CPU-second rates are the steadier figure). A run below paper scale also reports a linear
 extrapolation of the ranking time to the paper's test split, labelled as such.
-Prints and saves ``benchmarks/results/knn_eval_throughput.json`` (one entry per scale label).
+Prints and saves ``benchmarks/results/knn_eval_throughput.json`` (one entry per scale label; ``--output``
+for elsewhere).
 """
 
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,8 @@ from absl import app, flags
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from benchmarks import results_io  # noqa: E402
+
 flags.DEFINE_string("data_dir", "", "processed dataset; empty = generate synthetic students and run the Beam job")
 flags.DEFINE_integer("num_students", 20_000, "synthetic students to generate (without --data_dir)")
 flags.DEFINE_enum("scale", "", ["", "paper"], "paper = generate the paper's 489k students (without --data_dir)")
@@ -42,7 +45,7 @@ flags.DEFINE_integer("batch_size", 1024, "evaluation rows per batch")
 flags.DEFINE_integer("context_size", 2, "K, earlier interactions in a context")
 flags.DEFINE_integer("top_k", 20, "ranked list length")
 flags.DEFINE_integer("num_bootstrap", 20, "bootstrap resamples of the evaluation")
-flags.DEFINE_string("output", os.path.join(REPO, "benchmarks", "results", "knn_eval_throughput.json"), "")
+results_io.define_output_flag("knn_eval_throughput")
 FLAGS = flags.FLAGS
 
 
@@ -52,7 +55,7 @@ def build_synthetic_dataset(num_students: int, folder: str) -> str:
     if os.path.exists(os.path.join(processed, "stats.json")):
         print(f"reusing {processed}", flush=True)
         return processed
-    from study.data import synthetic_learning_ally
+    from study.sims import synthetic_learning_ally
 
     raw = os.path.join(folder, "raw")
     start = time.perf_counter()
@@ -94,30 +97,54 @@ class TimedPredict:
         return ranked
 
 
+def knn_config(data_dir: str):
+    """``configs/knn.py:default`` on ``data_dir`` with this run's batch size, K and list length."""
+    from configs import knn as knn_config
+
+    config = knn_config.get_config("default")
+    config.data_dir = data_dir
+    config.batch_size = FLAGS.batch_size
+    config.model.context_size = FLAGS.context_size
+    config.model.top_k = FLAGS.top_k
+    return config
+
+
 def measure(data_dir: str) -> dict:
     import numpy as np
 
+    from study.commands import train
     from study.data import input_pipeline
     from study.eval import evaluate
     from study.models import knn
+    from study.tasks import build_task
+    from study.train import loop
 
-    wall, cpu = time.perf_counter(), time.process_time()
-    index = knn.fit_from_data_dir(data_dir, FLAGS.context_size)
-    fit_wall, fit_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    config = knn_config(data_dir)
     with tempfile.TemporaryDirectory() as folder:
-        knn.save_index(index, folder)
-        index_bytes = directory_bytes(folder)
+        run_dir = os.path.join(folder, "run")
+        wall, cpu = time.perf_counter(), time.process_time()
+        train.train(config, run_dir)
+        train_wall, train_cpu = time.perf_counter() - wall, time.process_time() - cpu
+        wall, cpu = time.perf_counter(), time.process_time()
+        task = build_task(config)
+        index = task.index(loop.restore_state(task, task.config, run_dir))
+        index_wall, index_cpu = time.perf_counter() - wall, time.process_time() - cpu
+        index_dir = os.path.join(folder, "index")
+        knn.save_index(index, index_dir)
+        index_bytes = directory_bytes(index_dir)
         wall = time.perf_counter()
-        index = knn.load_index(folder)
+        index = knn.load_index(index_dir)
         load_s = time.perf_counter() - wall
 
-    model = knn.NearestContexts(index, top_k=FLAGS.top_k)
+    model_config = task.config.model
+    model = knn.NearestContexts(index, top_k=model_config.top_k, cache_size=model_config.cache_size)
     timed = TimedPredict(model.predict)
-    files = input_pipeline.dataset_files(data_dir, "individual", "test")
+    files = input_pipeline.dataset_files(data_dir, task.config.dataset, "test")
     wall, cpu = time.perf_counter(), time.process_time()
     result = evaluate.evaluate(
-        timed, input_pipeline.eval_batches(files, FLAGS.batch_size, process_index=0, process_count=1),
-        output="top_k", num_bootstrap=FLAGS.num_bootstrap)
+        timed, input_pipeline.eval_batches(files, FLAGS.batch_size, row_length=model_config.row_length,
+                                           process_index=0, process_count=1),
+        output="top_k", num_bootstrap=FLAGS.num_bootstrap, seed=task.config.seed)
     eval_wall, eval_cpu = time.perf_counter() - wall, time.process_time() - cpu
     overall = result.metrics["overall"]["all"]
     return {
@@ -125,8 +152,11 @@ def measure(data_dir: str) -> dict:
         "context_size": FLAGS.context_size,
         "top_k": FLAGS.top_k,
         "batch_size": FLAGS.batch_size,
-        "fit": {"wall_s": round(fit_wall, 2), "cpu_s": round(fit_cpu, 2), **index.summary(),
-                "index_bytes_on_disk": index_bytes, "load_s": round(load_s, 3)},
+        # wall_s / cpu_s: the whole fit, i.e. the training loop's pass (with its checkpoint) + building the index.
+        "fit": {"wall_s": round(train_wall + index_wall, 2), "cpu_s": round(train_cpu + index_cpu, 2),
+                "train_loop_wall_s": round(train_wall, 2), "train_loop_cpu_s": round(train_cpu, 2),
+                "restore_and_index_wall_s": round(index_wall, 2), "restore_and_index_cpu_s": round(index_cpu, 2),
+                **index.summary(), "index_bytes_on_disk": index_bytes, "load_s": round(load_s, 3)},
         "test": {
             "rows": int(np.sum(input_pipeline.count_records(files))),
             "interactions": timed.interactions,
@@ -141,14 +171,12 @@ def measure(data_dir: str) -> dict:
         },
         "hits_micro": {name: round(value["value"], 4) for name, value in overall["micro"].items()},
         "hits_macro": {name: round(value["value"], 4) for name, value in overall["macro"].items()},
-        "machine": {"cpus": os.cpu_count(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
-                    "platform": platform.machine()},
     }
 
 
 def paper_extrapolation(measured: dict, num_students: int) -> dict:
     """Linear extrapolation of the measured ranking rate to the paper's test split (not a measurement)."""
-    from study.data import synthetic_learning_ally
+    from study.sims import synthetic_learning_ally
 
     factor = synthetic_learning_ally.PAPER_NUM_STUDENTS / num_students
     interactions = measured["test"]["interactions"] * factor
@@ -165,7 +193,7 @@ def paper_extrapolation(measured: dict, num_students: int) -> dict:
 
 def main(argv):
     del argv
-    from study.data import synthetic_learning_ally
+    from study.sims import synthetic_learning_ally
 
     num_students = synthetic_learning_ally.PAPER_NUM_STUDENTS if FLAGS.scale == "paper" else FLAGS.num_students
     data_dir = FLAGS.data_dir
@@ -179,15 +207,7 @@ def main(argv):
         measured["num_students"] = num_students
         if FLAGS.scale != "paper":
             measured["paper_extrapolation"] = paper_extrapolation(measured, num_students)
-    results = {}
-    if os.path.exists(FLAGS.output):
-        with open(FLAGS.output) as handle:
-            results = json.load(handle)
-    results[label] = measured
-    os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
-    with open(FLAGS.output, "w") as handle:
-        json.dump(results, handle, indent=1)
-    print(json.dumps({label: measured}, indent=1))
+    results_io.write_results(FLAGS.output, measured, key=label)
 
 
 if __name__ == "__main__":

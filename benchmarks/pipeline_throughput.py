@@ -1,12 +1,14 @@
 """Throughput of the dataset job on synthetic Learning-Ally-shaped data.
 
-For each scale: generate the raw files (study.data.synthetic_learning_ally), then run the Beam job
+For each scale: generate the raw files (study.sims.synthetic_learning_ally), then run the Beam job
 (data_pipeline.build_dataset, DirectRunner) in a child process. Reports wall time of each stage,
 interactions per second, CPU seconds of the job, and peak memory (RSS summed over the process
 tree, sampled every 0.2 s).
 
     python benchmarks/pipeline_throughput.py --scales=1m,paper \\
-        --out=benchmarks/results/pipeline_throughput.json
+        [--output=benchmarks/results/pipeline_throughput.json]
+
+Results: one entry per scale in ``--output`` (``--out`` is an alias), other scales' entries kept.
 """
 
 import json
@@ -23,7 +25,11 @@ import psutil
 from absl import app
 from absl import flags
 
-from study.data import synthetic_learning_ally
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from benchmarks import results_io  # noqa: E402
+from study.sims import synthetic_learning_ally  # noqa: E402
 
 # Students per scale; the generator gives about 24 interactions per student.
 SCALES = {
@@ -34,7 +40,8 @@ SCALES = {
 }
 
 flags.DEFINE_list("scales", ["1m", "paper"], f"Scales to run, from {sorted(SCALES)}.")
-flags.DEFINE_string("out", "benchmarks/results/pipeline_throughput.json", "Results JSON.")
+results_io.define_output_flag("pipeline_throughput")
+flags.DEFINE_alias("out", "output")
 flags.DEFINE_string("work_dir", None, "Where raw files and outputs go (default: a temp dir).")
 flags.DEFINE_integer("seed", 0, "Generator seed.")
 flags.DEFINE_bool("keep", False, "Keep the generated files and the job's output.")
@@ -118,7 +125,6 @@ def run_scale(scale: str, work_dir: str, seed: int) -> dict:
         "interactions_per_cpu_s": round(num_interactions / max(cpu_s, 1e-9), 1),
         "peak_rss_mb": round(memory.peak_bytes / 2**20, 1),
         "rows": stats["rows"],
-        "machine": {"cpus": os.cpu_count(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},
     }
 
 
@@ -128,14 +134,9 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"unknown scales {unknown}; choose from {sorted(SCALES)}")
     work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="pipeline_throughput_")
-    results = {}
-    if os.path.exists(FLAGS.out):
-        with open(FLAGS.out) as handle:
-            results = json.load(handle)
     for scale in FLAGS.scales:
         print(f"[{scale}] generating {SCALES[scale]:,} students ...", flush=True)
         result = run_scale(scale, work_dir, FLAGS.seed)
-        results[scale] = result
         print(
             f"[{scale}] {result['interactions']:,} interactions: generate {result['generate_s']} s, "
             f"pipeline {result['pipeline_s']} s ({result['interactions_per_s']:,.0f} interactions/s "
@@ -143,9 +144,7 @@ def main(argv):
             f"peak RSS {result['peak_rss_mb']:,.0f} MiB",
             flush=True,
         )
-        os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
-        with open(FLAGS.out, "w") as handle:
-            json.dump(results, handle, indent=1)
+        results_io.write_results(FLAGS.output, result, key=scale)
         if not FLAGS.keep:
             shutil.rmtree(os.path.join(work_dir, scale), ignore_errors=True)
     if not FLAGS.keep and not FLAGS.work_dir:

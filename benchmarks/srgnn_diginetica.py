@@ -1,9 +1,10 @@
 """SR-GNN on the DIGINETICA sample: P@20 and MRR@20 of the paper's protocol, next to the paper's figures.
 
 Pipeline: ``data_pipeline.diginetica`` (the paper's preprocessing: sessions of length 1 and items seen < 5
-times dropped, the last 7 days as test, one session per row) -> ``study.train.trainer.train`` with
-``configs/srgnn.py:default`` and the paper's targets (``study.models.srgnn.session_next_item_loss``) ->
-scores of every test prefix -> ``study.eval.session_metrics`` over every (prefix, next click) test case.
+times dropped, the last 7 days as test, one session per row) -> ``study.commands.train.train`` (the one
+training loop) with ``configs/srgnn.py:default`` and the paper's targets (``model.loss = "session"``: every
+click but a session's first) -> the restored run's scores of every test prefix (``task.predictor``) ->
+``study.eval.session_metrics`` over every (prefix, next click) test case.
 Also reports a most-popular-item baseline on the same test cases and 95% bootstrap intervals over test
 sessions.
 
@@ -17,10 +18,9 @@ end to end and beats popularity.
 Usage::
 
     python benchmarks/srgnn_diginetica.py \
-        [--input=../shared/data/sessions_diginetica_sample/sample_train-item-views.csv]
+        [--input=../shared/data/sessions_diginetica_sample/sample_train-item-views.csv] [--output=...]
 """
 
-import json
 import os
 import sys
 import tempfile
@@ -30,6 +30,8 @@ from absl import app, flags
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from benchmarks import results_io  # noqa: E402
+
 flags.DEFINE_string("input", os.path.join(REPO, "..", "shared", "data", "sessions_diginetica_sample",
                                           "sample_train-item-views.csv"), "DIGINETICA train-item-views CSV")
 flags.DEFINE_string("workdir", None, "run folder (default: a temporary folder, removed at the end)")
@@ -37,7 +39,7 @@ flags.DEFINE_integer("epochs", 10, "passes over the training sessions")
 flags.DEFINE_integer("batch_size", 32, "sessions (rows) per update")
 flags.DEFINE_float("peak_lr", 0.001, "Adam learning rate at the end of warm-up")
 flags.DEFINE_integer("seed", 0, "training seed")
-flags.DEFINE_string("output", os.path.join(REPO, "benchmarks", "results", "srgnn_diginetica.json"), "")
+results_io.define_output_flag("srgnn_diginetica")
 FLAGS = flags.FLAGS
 
 PAPER = {"P@20": 50.73, "MRR@20": 17.59}  # SR-GNN, DIGINETICA (full data), Table 2 of the paper
@@ -88,16 +90,15 @@ def metrics_with_intervals(ranks, sessions, seed=0):
 
 
 def run(workdir):
-    import jax
     import jax.numpy as jnp
     import numpy as np
 
     from configs import srgnn as srgnn_config
     from data_pipeline import diginetica
+    from study.commands import train
     from study.data import input_pipeline
-    from study.models import registry, srgnn
-    from study.serve import export
-    from study.train import trainer
+    from study.tasks import build_task
+    from study.train import loop
 
     splits, report = diginetica.load_splits(FLAGS.input)
     row_length = max(len(s.items) for s in splits.train + splits.test)
@@ -107,6 +108,7 @@ def run(workdir):
     config = srgnn_config.get_config("default")
     config.data_dir = data_dir
     config.model.row_length = row_length
+    config.model.loss = "session"  # the paper's targets: every click but a session's first
     config.batch_size = FLAGS.batch_size
     epoch_steps = written["train"] // FLAGS.batch_size
     config.steps = FLAGS.epochs * epoch_steps
@@ -116,28 +118,29 @@ def run(workdir):
     config.optimizer.b2 = 0.999  # Adam's default, as the paper's PyTorch optimizer
     config.optimizer.eps = 1e-8
     config.checkpoint_every = config.steps
-    config.eval_every = 0
+    config.evals.loss.every = -1  # no validation split: evaluation is the test split below
     config.log_every = epoch_steps
     config.shuffle_buffer = written["train"]
     config.seed = FLAGS.seed
-    result = trainer.train(config, os.path.join(workdir, "run"), loss_fn=srgnn.session_next_item_loss)
+    run_dir = os.path.join(workdir, "run")
+    result = train.train(config, run_dir)
 
-    config, params = export.restore_params(config, os.path.join(workdir, "run"))
-    model = registry.build_model(config.model)
-    logits_fn = jax.jit(lambda p, b: model.apply({"params": p}, b))
+    task = build_task(config)
+    config = task.config
+    state = loop.restore_state(task, config, run_dir)
     test_files = input_pipeline.dataset_files(data_dir, "individual", "test")
-    ranks, sessions = case_ranks(lambda b: logits_fn(params, input_pipeline.device_batch(b)),
-                                      test_files, row_length, FLAGS.batch_size)
+    ranks, sessions = case_ranks(task.predictor(state), test_files, row_length, FLAGS.batch_size)
     popularity = jnp.asarray(np.concatenate([np.zeros(3), np.asarray(splits.vocab.counts, np.float64)]))
     pop_ranks, _ = case_ranks(lambda b: jnp.broadcast_to(popularity, b["item_ids"].shape + popularity.shape),
-                                   test_files, row_length, FLAGS.batch_size)
+                              test_files, row_length, FLAGS.batch_size)
     return {
         "dataset": os.path.relpath(os.path.abspath(FLAGS.input), os.path.dirname(REPO)),
         "data": {**splits.stats, "test_start": splits.test_start.isoformat(), "row_length": row_length,
                  "lines_skipped": report.skipped},
         "training": {"steps": config.steps, "epochs": FLAGS.epochs, "batch_size": FLAGS.batch_size,
                      "peak_lr": FLAGS.peak_lr, "schedule": config.schedule, "emb_dim": config.model.emb_dim,
-                     "gnn_steps": config.model.gnn_steps, "final_train_loss": result["train"].get("loss"),
+                     "gnn_steps": config.model.gnn_steps, "loss": config.model.loss,
+                     "final_train_loss": result["train"].get("loss"),
                      "seed": FLAGS.seed},
         "srgnn": metrics_with_intervals(ranks, sessions),
         "most_popular_baseline": metrics_with_intervals(pop_ranks, sessions),
@@ -155,10 +158,7 @@ def main(argv):
     else:
         with tempfile.TemporaryDirectory() as workdir:
             results = run(workdir)
-    os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
-    with open(FLAGS.output, "w") as f:
-        json.dump(results, f, indent=1)
-    print(json.dumps(results, indent=1))
+    results_io.write_results(FLAGS.output, results)
 
 
 if __name__ == "__main__":

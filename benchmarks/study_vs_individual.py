@@ -1,11 +1,13 @@
 """STUDY vs Individual (and the two-stream STUDY ablation) on generated Learning-Ally-shaped data.
 
-Generates ``--num_students`` synthetic students (``study.data.synthetic_learning_ally``), runs the Beam job,
-then ``study.eval.model_suite`` trains each model with the same budget (steps x batch rows) and evaluates it
+Generates ``--num_students`` synthetic students (``study.sims.synthetic_learning_ally``), runs the Beam job,
+then ``study.commands.suite`` trains each model with the same budget (steps x batch rows) and evaluates it
 on the test split: hits@{1,3,5,10,20} over all / non-continuation / novel interactions, macro and micro, 95%
 bootstrap intervals over students, and the gap to Individual by history length. Every stage resumes.
 
-Prints and saves ``benchmarks/results/study_vs_individual.json`` (+ ``.md``, the comparison table and gaps).
+Each model is a config file of ``configs/`` (``study``, ``individual``, ``study_two_stream``; also ``knn``,
+``samn``, ``srgnn``). Prints and saves ``benchmarks/results/study_vs_individual.json`` (+ ``.md``, the
+comparison table and gaps; ``--output`` for elsewhere).
 
 Usage::
 
@@ -23,28 +25,30 @@ from absl import app, flags
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from study.eval import model_suite  # noqa: E402
+from benchmarks import results_io  # noqa: E402
+from study.commands import suite  # noqa: E402
 
 flags.DEFINE_integer("num_students", 20_000, "synthetic students")
 flags.DEFINE_integer("seed", 0, "generator seed")
 flags.DEFINE_string("work_dir", "/tmp/study_vs_individual", "raw data, processed data and runs")
-flags.DEFINE_list("models", ["study", "individual", "study_two_stream"], "models of the suite")
+flags.DEFINE_list("models", ["study", "individual", "study_two_stream"],
+                  "models of the suite: config files of configs/")
 flags.DEFINE_string("preset", "default", "config preset")
 # A mid-size transformer trained for the same number of rows: fits a 2-core CPU in well under an hour.
 flags.DEFINE_list("override", [
     "steps=1500", "batch_size=64", "model.num_layers=2", "model.emb_dim=128", "model.num_heads=4",
-    "model.mlp_dim=512", "optimizer.peak_lr=0.01", "optimizer.warmup_steps=100", "eval_every=500",
-    "eval_batches=10", "checkpoint_every=500", "log_every=100",
+    "model.mlp_dim=512", "optimizer.peak_lr=0.01", "optimizer.warmup_steps=100", "evals.loss.every=500",
+    "evals.loss.max_batches=10", "checkpoint_every=500", "log_every=100",
 ], "KEY=VALUE settings applied to every model config that has KEY")
 flags.DEFINE_integer("num_bootstrap", 50, "bootstrap resamples")
-flags.DEFINE_string("output", os.path.join(REPO, "benchmarks", "results", "study_vs_individual.json"), "")
+results_io.define_output_flag("study_vs_individual")
 FLAGS = flags.FLAGS
 
 
 def prepare_data(work_dir: str, num_students: int, seed: int) -> str:
     """Raw synthetic data + the Beam job's output under ``work_dir``; returns the processed folder."""
     from data_pipeline import build_dataset
-    from study.data import synthetic_learning_ally as sla
+    from study.sims import synthetic_learning_ally as sla
 
     raw = os.path.join(work_dir, "raw")
     processed = os.path.join(work_dir, "processed")
@@ -100,9 +104,9 @@ def main(argv):
     processed = prepare_data(FLAGS.work_dir, FLAGS.num_students, FLAGS.seed)
     with open(os.path.join(processed, "stats.json")) as handle:
         stats = json.load(handle)
-    summary = model_suite.run_suite(
+    summary = suite.run_suite(
         processed, os.path.join(FLAGS.work_dir, "runs"), FLAGS.models, FLAGS.preset,
-        model_suite.parse_overrides(FLAGS.override), num_bootstrap=FLAGS.num_bootstrap)
+        suite.parse_overrides(FLAGS.override), num_bootstrap=FLAGS.num_bootstrap)
     result = {
         "num_students": FLAGS.num_students,
         "seed": FLAGS.seed,
@@ -110,6 +114,7 @@ def main(argv):
         "overrides": FLAGS.override,
         "dataset_splits": stats.get("splits", stats.get("interactions")),
         "models": {name: {"overall_macro": headline(entry["overall"]),
+                          "skipped_overrides": entry.get("skipped_overrides"),
                           "train_seconds": entry.get("train_seconds"),
                           "final_train": entry.get("train"), "final_validation": entry.get("validation")}
                    for name, entry in summary["models"].items()},
@@ -117,17 +122,14 @@ def main(argv):
         "history_gaps_macro": summary["history_gaps_macro"],
         "paired_macro_differences": summary["paired_macro_differences"],
     }
-    os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
-    with open(FLAGS.output, "w") as handle:
-        json.dump(result, handle, indent=1)
+    path = results_io.write_results(FLAGS.output, result)
     with open(summary["comparison"]["table"]) as handle:
         table = handle.read()
     markdown = (table + paired_markdown(summary["paired_macro_differences"], summary["gap_reference"])
                 + gap_markdown(summary["history_gaps_macro"], summary["gap_reference"]))
-    with open(os.path.splitext(FLAGS.output)[0] + ".md", "w") as handle:
+    with open(os.path.splitext(path)[0] + ".md", "w") as handle:
         handle.write(markdown)
     print(markdown)
-    print(f"saved {FLAGS.output}")
 
 
 if __name__ == "__main__":

@@ -3,17 +3,17 @@
 Model: 6 layers, width 256, 8 heads, MLP 1024, row length c = 65, vocab 2003; batch 64 (``--batch_size``).
 Reports steps/s, rows/s, tokens/s, the model FLOPs per step (counted analytically and cross-checked with
 XLA's ``cost_analysis``), the measured matmul peak (a large ``jnp.dot``) and the fraction of it reached.
-Prints and saves ``benchmarks/results/train_throughput.json``. Reference: the official STUDY code runs about
-0.5 steps/s at batch 64 in bf16 on this machine.
+Times exactly the training loop's update (``study.train.loop``, via ``benchmarks/train_step_timing.py``).
+Prints and saves ``benchmarks/results/train_throughput.json`` (``--output`` for elsewhere). Reference: the
+official STUDY code runs about 0.5 steps/s at batch 64 in bf16 on this machine.
 
 Usage::
 
-    python benchmarks/train_throughput.py [--batch_size=64] [--steps=10] [--attention=study]
+    python benchmarks/train_throughput.py [--batch_size=64] [--steps=10] [--attention=study] [--output=...]
 """
 
 import json
 import os
-import platform
 import sys
 import time
 
@@ -22,12 +22,13 @@ from absl import app, flags
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-flags.DEFINE_integer("batch_size", 64, "rows per step")
-flags.DEFINE_integer("steps", 10, "timed steps per dtype (after 2 warm-up steps)")
+from benchmarks import results_io, train_step_timing  # noqa: E402
+
+train_step_timing.define_flags(default_steps=10)  # --batch_size, --steps (timed steps per dtype)
 flags.DEFINE_string("attention", "study", "attention policy of the model")
 flags.DEFINE_float("dropout_rate", 0.1, "model dropout (the official default is 0.1)")
 flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "compute dtypes to time")
-flags.DEFINE_string("output", os.path.join(REPO, "benchmarks", "results", "train_throughput.json"), "")
+results_io.define_output_flag("train_throughput")
 FLAGS = flags.FLAGS
 
 
@@ -62,30 +63,25 @@ def matmul_peak(dtype, size=2048, repeats=10):
 
 
 def time_training(dtype: str):
-    from benchmarks.train_step_timing import time_train_steps
     from configs import study as study_config
-    from study.models import registry
     from tests.test_trainer import random_device_batch
 
     config = study_config.get_config("default")
-    config.model.vocab_size = 2003
+    config.model.vocab_size = train_step_timing.VOCAB_SIZE
     config.model.attention = FLAGS.attention
     config.model.dtype = dtype
     config.model.dropout_rate = FLAGS.dropout_rate
     batch = random_device_batch(FLAGS.batch_size, config.model.row_length, config.model.vocab_size, seed=0)
-    timing = time_train_steps(config, registry.build_model(config.model), registry.next_item_loss, batch,
-                              FLAGS.steps)
+    timing = train_step_timing.time_train_steps(config, batch, FLAGS.steps)
     return config.model, timing["steps_per_second"], timing["xla_flops"], timing["final_loss"]
 
 
 def main(argv):
     del argv
-    import jax
     import jax.numpy as jnp
 
-    results = {"batch_size": FLAGS.batch_size, "attention": FLAGS.attention, "dropout_rate": FLAGS.dropout_rate, "devices": jax.device_count(),
-               "device_kind": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(),
-               "machine": platform.machine(), "reference_official_steps_per_second_bf16": 0.5, "runs": {}}
+    results = {"batch_size": FLAGS.batch_size, "attention": FLAGS.attention, "dropout_rate": FLAGS.dropout_rate,
+               "timed_steps": FLAGS.steps, "reference_official_steps_per_second_bf16": 0.5, "runs": {}}
     for dtype in FLAGS.dtypes:
         model_config, steps_per_second, xla_flops, loss = time_training(dtype)
         flops = analytic_train_flops(FLAGS.batch_size, model_config.row_length, model_config.num_layers,
@@ -108,10 +104,7 @@ def main(argv):
             "load_average_1min": os.getloadavg()[0],
         }
         print(dtype, json.dumps(results["runs"][dtype]), flush=True)
-    os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
-    with open(FLAGS.output, "w") as f:
-        json.dump(results, f, indent=1)
-    print(json.dumps(results, indent=1))
+    results_io.write_results(FLAGS.output, results)
 
 
 if __name__ == "__main__":

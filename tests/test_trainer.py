@@ -224,3 +224,44 @@ def test_top1_accuracy_never_predicts_reserved_ids_and_counts_oov_as_miss():
     logits[0, 2, 3] = 1.0
     batch = {"item_ids": np.array([[4, reserved_ids.OOV, reserved_ids.SEP]]), "row_valid": np.array([1])}
     assert float(next_item.top1_correct(logits, batch)) == 1.0  # of 2 targets: 4 (hit) and OOV (a miss)
+
+
+def test_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path):
+    directory = str(tmp_path / "checkpoints")
+    ckpt = checkpointing.Checkpointer(directory, every_steps=1, max_to_keep=3, async_save=False)
+    for step in (1, 2):
+        ckpt.save(step, {"w": np.full(4, step, np.float32)}, {"step": step, "batches_consumed": step, "seed": 0})
+    ckpt.close()
+    damaged = tmp_path / "checkpoints" / "2" / "state"
+    for path in damaged.rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"garbage")  # every file of the newest state cut to junk
+    messages = []
+    reopened = checkpointing.Checkpointer(directory, every_steps=1, max_to_keep=3)
+    abstract = {"w": jax.ShapeDtypeStruct((4,), np.float32)}
+    restored, progress = reopened.restore(abstract, log=messages.append)
+    reopened.close()
+    np.testing.assert_array_equal(restored["w"], np.full(4, 1, np.float32))
+    assert progress["step"] == 1
+    assert len(messages) == 1 and "step 2" in messages[0] and "skipped" in messages[0]
+    assert damaged.is_dir()  # never deleted silently
+
+
+def test_resumed_log_drops_the_steps_after_the_restored_checkpoint(tmp_path):
+    from study.train.metrics_logging import MetricsLogger
+
+    logger = MetricsLogger(str(tmp_path))
+    for step in (2, 4, 6):
+        logger.log(step, "train", {"loss": float(step)})
+    logger.log(6, "validation", {"loss": 0.5})
+    logger.close()
+    with open(tmp_path / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 8, "split": "tra')  # a line cut by a kill mid-write
+    resumed = MetricsLogger(str(tmp_path))
+    assert resumed.truncate_after(4) == 3  # steps 6 (train, validation) and the cut line
+    resumed.log(6, "train", {"loss": 60.0})
+    resumed.close()
+    with open(tmp_path / "metrics.jsonl") as handle:
+        records = [json.loads(line) for line in handle]
+    assert [(r["step"], r["split"], r["loss"]) for r in records] == [
+        (2, "train", 2.0), (4, "train", 4.0), (6, "train", 60.0)]
