@@ -14,6 +14,10 @@ A family's config file adds ``config.task`` (which family: ``study.tasks.TASKS``
   updates and at the end of training on the validation split (0: only at the end, -1: only in
   ``study eval``), reading at most M batches during training (0 = all). ``study eval`` runs them all on a
   whole split.
+* ``early_stopping``: ``metric`` an evaluator scalar named ``"<evaluator>/<scalar>"`` (e.g. ``"loss/loss"``,
+  ``"hits/hits@20_macro"``) of the periodic evaluation, ``mode`` "min" | "max", ``patience``: evaluations
+  without improvement before the run stops (0 = never stops early). The best state is kept in
+  ``<workdir>/best/``; ``study eval`` and ``study export`` use it when it exists.
 * ``init_from``: ``workdir`` of another run whose checkpoint (``step``, -1 = latest) initialises this one;
   ``params``: path patterns of the parameters taken (empty = all).
 * ``frozen``: regular expressions of parameter paths that never change (e.g. ``"embed/.*"``).
@@ -26,14 +30,16 @@ A family's config file adds ``config.task`` (which family: ``study.tasks.TASKS``
   ``num_processes``, ``process_id`` (empty / -1 = from the environment, as on Cloud TPU).
 * ``kill_at_step``: for preemption tests only; the run SIGKILLs itself after that update.
 
-Optimizer fields (:func:`optimizer_fields`): ``optimizer``: Adam ``b1, b2, eps``, ``peak_lr``,
-``warmup_steps``; ``schedule``: "inverse_sqrt" | "official_rsqrt" (``study.train.schedules``); ``clip_norm``
-(global-norm clipping, 0 = off); ``grad_accum_steps``.
+Optimizer fields (:func:`optimizer_fields`): ``optimizer``: ``name`` "adam" | "adamw", ``b1, b2, eps``,
+``peak_lr``, ``warmup_steps``, ``weight_decay`` (Adam: L2 on the gradient; AdamW: decoupled),
+``decay_steps`` / ``decay_rate`` (the step_decay schedule); ``schedule``: "inverse_sqrt" | "official_rsqrt" |
+"constant" | "step_decay" (``study.train.schedules``); ``clip_norm`` (global-norm clipping, 0 = off);
+``grad_accum_steps``.
 """
 
 import ml_collections
 
-PRESETS = ("default", "smoke", "learning_ally")
+PRESETS = ("default", "smoke", "small", "learning_ally")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -52,6 +58,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.seed = 0
     config.evals = ml_collections.ConfigDict()
 
+    config.early_stopping = ml_collections.ConfigDict({"metric": "", "mode": "min", "patience": 0})
     config.init_from = ml_collections.ConfigDict({"workdir": "", "step": -1, "params": []})
     config.frozen = []
 
@@ -80,6 +87,9 @@ def optimizer_fields(config: ml_collections.ConfigDict) -> ml_collections.Config
     config.optimizer.b1 = 0.9
     config.optimizer.b2 = 0.98
     config.optimizer.eps = 1e-9
+    config.optimizer.weight_decay = 0.0
+    config.optimizer.decay_steps = 0  # the step_decay schedule's interval
+    config.optimizer.decay_rate = 0.1
     config.schedule = "inverse_sqrt"
     config.clip_norm = 0.0
     config.grad_accum_steps = 1
@@ -99,7 +109,13 @@ def check_preset(preset: str) -> str:
 
 
 def apply_preset(config: ml_collections.ConfigDict, preset: str) -> ml_collections.ConfigDict:
-    """Loop and optimizer overrides of the named preset: "default", "smoke" or "learning_ally"."""
+    """Loop and optimizer overrides of the named preset: "default", "smoke", "small" or "learning_ally".
+
+    ``small`` is for data sets of 5k-100k interactions (a few hundred to a few thousand students): AdamW with
+    weight decay on a constant rate after a short warm-up, validation every 50 updates on the whole split,
+    early stopping on the validation loss (patience 6 evaluations) with the best state kept for evaluation and
+    export, up to 4,000 updates of 32 rows.
+    """
     preset = check_preset(preset)
     if preset == "smoke":
         # Seconds on a CPU.
@@ -115,6 +131,26 @@ def apply_preset(config: ml_collections.ConfigDict, preset: str) -> ml_collectio
         for entry in config.evals.values():
             if entry.every > 0:
                 entry.every, entry.max_batches = 100, 4
+    if preset == "small":
+        if "optimizer" in config:
+            config.optimizer.name = "adamw"
+            config.optimizer.weight_decay = 0.01
+            config.optimizer.peak_lr = 2e-3
+            config.optimizer.warmup_steps = 100
+            config.schedule = "constant"
+        config.steps = 4000
+        config.batch_size = 32
+        config.checkpoint_every = 250
+        config.keep_checkpoints = 2
+        config.log_every = 50
+        config.shuffle_buffer = 4096
+        for entry in config.evals.values():
+            if entry.every > 0:
+                entry.every, entry.max_batches = 50, 0
+        if "loss" in config.evals:
+            config.early_stopping.metric = "loss/loss"
+            config.early_stopping.mode = "min"
+            config.early_stopping.patience = 6
     if preset == "learning_ally":
         # Appendix Table 4: peak lr 0.1024, warm-up 1000, 3,500 steps, batch 131,072 on 32 TPU chips.
         if "optimizer" in config:

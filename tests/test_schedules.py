@@ -81,3 +81,42 @@ def test_global_norm_clipping_is_applied_before_adam():
     _, state = tx.update(grads, state, params)
     mu = state[1][0].mu["w"]  # Adam first moment after clipping: (1 - b1) * clipped grad
     np.testing.assert_allclose(mu, [0.1 * 0.6, 0.1 * 0.8], rtol=1e-5)
+
+
+@pytest.mark.parametrize("step,expected", [(0, 0.0), (1, 0.0005), (2, 0.001), (3, 0.001), (500, 0.001)])
+def test_constant_after_warmup(step, expected):
+    assert float(schedules.constant_schedule(0.001, 2)(step)) == pytest.approx(expected, rel=1e-6, abs=1e-12)
+    if step:
+        assert float(schedules.constant_schedule(0.001, 0)(step)) == pytest.approx(0.001, rel=1e-6)
+
+
+@pytest.mark.parametrize("step,expected", [
+    (1, 0.5), (2, 1.0),  # warm-up over W = 2
+    (3, 1.0), (5, 1.0),  # updates 3..5: the first D = 3 after warm-up, no drop yet
+    (6, 0.1), (8, 0.1), (9, 0.01), (12, 0.001),
+])
+def test_step_decay_drops_by_the_rate_every_interval(step, expected):
+    schedule = schedules.step_decay_schedule(1.0, 2, decay_steps=3, decay_rate=0.1)
+    assert float(schedule(step)) == pytest.approx(expected, rel=1e-5)
+
+
+def _one_update(name, weight_decay):
+    config = study_config.get_config("smoke")
+    config.schedule = "constant"
+    config.optimizer.update(name=name, peak_lr=0.1, warmup_steps=0, weight_decay=weight_decay, b1=0.0, b2=0.0,
+                            eps=1e-12)
+    tx = schedules.make_optimizer(config)
+    params = {"w": jnp.array([2.0, -4.0])}
+    updates, _ = tx.update({"w": jnp.array([1.0, 1.0])}, tx.init(params), params)
+    return np.asarray(updates["w"])
+
+
+def test_weight_decay_is_l2_for_adam_and_decoupled_for_adamw():
+    # b1 = b2 = 0: Adam's step is lr * g / |g| = lr * sign(g).
+    # Adam + L2: g' = g + wd * w = (1 + 0.5 * 2, 1 - 0.5 * 4) = (2, -1) -> -lr * sign(g') = (-0.1, +0.1).
+    np.testing.assert_allclose(_one_update("adam", 0.5), [-0.1, 0.1], rtol=1e-5)
+    # AdamW: -lr * (sign(g) + wd * w) = -0.1 * (1 + 1, 1 - 2) = (-0.2, +0.1).
+    np.testing.assert_allclose(_one_update("adamw", 0.5), [-0.2, 0.1], rtol=1e-5)
+    np.testing.assert_allclose(_one_update("adam", 0.0), [-0.1, -0.1], rtol=1e-5)
+    with pytest.raises(ValueError, match="optimizer.name"):
+        _one_update("sgd", 0.0)

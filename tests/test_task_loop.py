@@ -230,3 +230,38 @@ def test_init_from_starts_a_run_from_selected_parameters_of_another(tmp_path):
     np.testing.assert_array_equal(second["['params']['difficulty']"], np.asarray(fresh["difficulty"]))
     with pytest.raises(ValueError, match="match no parameter"):
         run("logistic", str(tmp_path / "third"), json.dumps({**fields, "init_from.params": ["nothing"]}))
+
+
+class ScriptedValidation(LogisticResponses):
+    """The logistic family plus an evaluator whose validation value is a fixed function of the step."""
+
+    SCRIPT = {2: 5.0, 4: 3.0, 6: 4.0, 8: 3.5, 10: 6.0, 12: 1.0}
+
+    def evaluators(self):
+        script = self.SCRIPT
+
+        class Scripted(evaluators.Evaluator):
+            name = "scripted"
+
+            def evaluate(self, state, split, *, max_batches=None, num_bootstrap=0):
+                value = script[int(jax.device_get(state.step))]
+                return evaluators.Report(self.name, {"value": value}, {"value": value})
+
+        return {**super().evaluators(), "scripted": Scripted()}
+
+
+def test_early_stopping_stops_after_patience_and_keeps_the_best_state(tmp_path):
+    config = toy_config("logistic", **{"early_stopping.metric": "scripted/value", "early_stopping.patience": 2})
+    config.evals.scripted = common.evaluation(every=2, max_batches=0)
+    workdir = str(tmp_path / "run")
+    task = ScriptedValidation(config, sharding.make_mesh({"data": -1, "model": 1}))
+    # Values 5, 3 (best, step 4), 4, 3.5: two evaluations without improvement -> stop after step 8.
+    result = loop.train(task, config, workdir)
+    assert result["step"] == 8
+    assert result["early_stopping"] == {"metric": "scripted/value", "best_value": 3.0, "best_step": 4,
+                                        "evaluations_since_best": 2, "stopped": True}
+    best = loop.restore_state(task, config, workdir)  # "auto": the best state when the run kept one
+    assert int(best.step) == 4
+    assert int(loop.restore_state(task, config, workdir, checkpoint="latest").step) == 8
+    # Started again, the stopped run does not train further (its progress holds the early-stopping state).
+    assert loop.train(task, config, workdir)["step"] == 8

@@ -92,14 +92,22 @@ def run_trainer_subprocess(config_overrides: dict, workdir: str, env=None, check
     return proc
 
 
+def _flat(config, prefix="") -> dict:
+    flat = {}
+    for key, value in config.items():
+        if hasattr(value, "items"):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def flag_overrides(config) -> dict:
-    """The tiny config as --config.* flags of the smoke preset."""
-    return {
-        "data_dir": config.data_dir, "model.row_length": ROW_LENGTH, "model.num_layers": 1, "model.emb_dim": 16,
-        "model.num_heads": 2, "model.mlp_dim": 32, "model.dropout_rate": 0.1, "optimizer.peak_lr": 1e-2,
-        "optimizer.warmup_steps": 3, "batch_size": 8, "steps": 8, "checkpoint_every": 2, "keep_checkpoints": 10,
-        "evals.loss.every": 0, "evals.loss.max_batches": 2, "log_every": 4, "shuffle_buffer": 64,
-    }
+    """``config`` as the --config.* flags that turn the smoke preset of configs/study.py into it."""
+    smoke = _flat(study_config.get_config("smoke"))
+    overrides = {key: value for key, value in _flat(config).items() if smoke.get(key) != value}
+    assert overrides and all(key in smoke for key in overrides), overrides
+    return overrides
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,9 @@ FLAGS = flags.FLAGS
 
 
 def evaluate_run(config, workdir: str, split: str = "test", output_dir: str | None = None, step: int | None = None,
-                 evaluators=None, num_bootstrap: int = 50) -> dict:
-    """Evaluates the checkpoint of ``workdir`` on ``split``, writes the reports; returns
+                 evaluators=None, num_bootstrap: int = 50, checkpoint: str = "auto") -> dict:
+    """Evaluates a checkpoint of ``workdir`` on ``split`` (``checkpoint``: "auto" = the early-stopping best
+    when the run kept one, else the latest; "latest"; "best"), writes the reports; returns
     ``{evaluator: Report}``."""
     task = build_task(config)
     available = task.evaluators()
@@ -32,7 +33,7 @@ def evaluate_run(config, workdir: str, split: str = "test", output_dir: str | No
     if unknown:
         raise ValueError(f"evaluators {unknown} are not defined for the {task.family} family; "
                          f"choose from {sorted(available)}")
-    state = loop.restore_state(task, task.config, workdir, step)
+    state = loop.restore_state(task, task.config, workdir, step, checkpoint, log=print)
     chosen = {name: available[name] for name in names}
     reports = loop.evaluate(chosen, state, split, num_bootstrap=num_bootstrap)
     report_writer.write_reports(reports, output_dir or os.path.join(workdir, f"eval_{split}"))

@@ -18,10 +18,12 @@ FLAGS = flags.FLAGS
 
 
 def export_run(config, workdir: str, output_dir: str, *, vocab_path: str | None = None, step: int | None = None,
-               top_k: int = export_lib.DEFAULT_TOP_K, batch_size: int | None = None) -> str:
-    """Exports the checkpoint of the run in ``workdir`` (newest intact, or ``step``) to ``output_dir``."""
+               top_k: int = export_lib.DEFAULT_TOP_K, batch_size: int | None = None,
+               checkpoint: str = "auto") -> str:
+    """Exports a checkpoint of the run in ``workdir`` to ``output_dir`` (``checkpoint``: "auto" = the
+    early-stopping best when the run kept one, else the newest intact or ``step``; "latest"; "best")."""
     task = build_task(config)
-    state = loop.restore_state(task, task.config, workdir, step)
+    state = loop.restore_state(task, task.config, workdir, step, checkpoint, log=print)
     return task.export(state, output_dir, vocab_path=vocab_path, top_k=top_k, batch_size=batch_size)
 
 

@@ -53,8 +53,6 @@ SEQUENCE_FEATURES = {
 FILL_VALUES = {name: 0 for name in SEQUENCE_FEATURES}
 FILL_VALUES["student_index"] = -1
 
-ROW_FEATURES = {"classroom": np.bytes_, "grade": np.int32, "wealth": np.int32}
-
 GRADE_CODES = {str(g): g for g in range(1, 13)}  # anything else ("Other", "", "K" ...) -> 0
 WEALTH_CODES = {"A": 1, "B": 2, "C": 3, "D": 4, "E": 5}  # anything else ("Unknown") -> 0
 GRADE_NAMES = {0: "Other"} | {g: str(g) for g in range(1, 13)}

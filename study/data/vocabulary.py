@@ -14,7 +14,7 @@ other item maps to ``OOV``. The same loader serves the trainer, the evaluator an
 import dataclasses
 import json
 import os
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 
@@ -114,11 +114,6 @@ def load_vocab(path: str) -> Vocabulary:
 def save_vocab(vocab: Vocabulary, path: str) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(vocab.to_json_dict(), handle)
-
-
-def ids_to_raw(vocab: Vocabulary, token_ids: Sequence[int]) -> list:
-    """Token ids -> raw item ids (``None`` for reserved ids)."""
-    return [vocab.raw_item(t) for t in token_ids]
 
 
 def read_vocab_size(data_dir: str) -> int:

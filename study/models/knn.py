@@ -234,10 +234,6 @@ def save_index(index: KnnIndex, directory: str, **metadata) -> None:
         json.dump({"format": INDEX_FORMAT, **index.summary(), **metadata}, handle, indent=1)
 
 
-def index_exists(directory: str) -> bool:
-    return os.path.exists(os.path.join(directory, "index.json"))
-
-
 def load_index(directory: str) -> KnnIndex:
     """The ``KnnIndex`` saved by ``save_index`` in ``directory``."""
     meta_path = os.path.join(directory, "index.json")

@@ -57,9 +57,6 @@ _SCHOOL_TYPE_GRADES = {
 
 # Paper scale (STUDY appendix): students and interactions over two school years.
 PAPER_NUM_STUDENTS = 489_000
-PAPER_NUM_INTERACTIONS = 10_700_000
-# Percentiles 5/25/50/75/95 of interactions per student over both years (STUDY appendix).
-PAPER_INTERACTION_PERCENTILES = (1, 3, 10, 29, 105)
 
 CANONICAL = "canonical"
 OFFICIAL = "official"

@@ -109,10 +109,6 @@ class Checkpointer:
             step, args=ocp.args.Composite(state=state_args, progress=ocp.args.JsonRestore()))
         return restored["state"], dict(restored["progress"])
 
-    def wait(self) -> None:
-        """Blocks until pending asynchronous saves are on disk."""
-        self.manager.wait_until_finished()
-
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()

@@ -244,10 +244,14 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: str) -> dict:
     every = config.checkpoint_every if config.checkpoint_every > 0 else 1 << 62  # <= 0: only the final one
     ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), every, config.keep_checkpoints,
                                       async_save=program.jit)
+    stopping = EarlyStopping(config.get("early_stopping", None))
+    best_ckpt = (checkpointing.Checkpointer(os.path.join(workdir, BEST_DIR), 1, 1, async_save=False)
+                 if stopping.enabled else None)
     progress = {"step": 0, "batches_consumed": 0, "seed": config.seed}
     if ckpt.latest_step() is not None:
         state, progress = _restore(ckpt, state, state_shardings, logger)
         logger.truncate_after(progress["step"])
+        stopping.load(progress.get("early_stopping"))
         logger.info(f"resumed from step {progress['step']} ({progress['batches_consumed']} batches consumed)")
     else:
         init_from = config.get("init_from", None)
@@ -262,8 +266,10 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: str) -> dict:
         raise ValueError(f"config.evals names {unknown}, which the {task.family} family does not have; "
                          f"its evaluators are {sorted(evaluators)}")
     during_training = {name: evaluators[name] for name in evals if evals[name].get("every", -1) >= 0}
+    stopping.check_metric(during_training)
 
     def run_validation(step, final=False):
+        """``{"<evaluator>/<scalar>": value}`` of the evaluators due at ``step``."""
         scalars = {}
         for name, evaluator in during_training.items():
             every = evals[name].every
@@ -276,20 +282,30 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: str) -> dict:
                 logger.info(f"evaluator {name} skipped: {missing}")
                 continue
             logger.log(step, "validation", report.scalars)
-            scalars.update(report.scalars)
+            scalars.update({f"{name}/{key}": value for key, value in report.scalars.items()})
         return scalars
+
+    def progress_of(step):
+        return {"step": step, "batches_consumed": step, "seed": config.seed, "early_stopping": stopping.state()}
+
+    def observe(step, scalars):
+        if stopping.observe(step, scalars):
+            best_ckpt.save(step, state, progress_of(step), force=True)
+            logger.info(f"best {stopping.metric} so far: {stopping.best_value:.6g} at step {step}")
 
     batches = task.train_batches(progress["batches_consumed"])
     run_key = jax.random.wrap_key_data(jnp.asarray(jax.device_get(state.rng)))
     start_step = int(jax.device_get(state.step))
     total = config.steps if config.steps > 0 else None  # None: until the task's data ends
     kill_at = config.get("kill_at_step", -1)
-    train_metrics, validation_metrics = {}, {}
+    train_metrics, validation = {}, {}
     window, window_start = [], time.perf_counter()
-    done = start_step
+    done, evaluated_at = start_step, None
     with mesh_context(mesh, rules, config.get("activation_constraints", False)), \
             logger.progress_bar(start_step, total) as bar:
         for step in itertools.count(start_step) if total is None else range(start_step, total):
+            if stopping.should_stop():
+                break
             local = next(batches, None)
             if local is None:  # a finite data source (one pass) ends the run
                 break
@@ -303,21 +319,84 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: str) -> dict:
                 train_metrics = _window_metrics(window, time.perf_counter() - window_start, config.batch_size)
                 logger.log(done, "train", train_metrics)
                 window, window_start = [], time.perf_counter()
-            ckpt.maybe_save(done, state, {"step": done, "batches_consumed": done, "seed": config.seed})
             if done != total:
-                validation_metrics = run_validation(done) or validation_metrics
+                scalars = run_validation(done)
+                if scalars:
+                    validation, evaluated_at = scalars, done
+                    observe(done, scalars)
+            ckpt.maybe_save(done, state, progress_of(done))
             if done == kill_at:  # preemption drill for tests: die without any cleanup
                 os.kill(os.getpid(), signal.SIGKILL)
         if window:
             train_metrics = _window_metrics(window, time.perf_counter() - window_start, config.batch_size)
             logger.log(done, "train", train_metrics)
         final_step = int(jax.device_get(state.step))
-        ckpt.save(final_step, state, {"step": final_step, "batches_consumed": final_step, "seed": config.seed},
-                  force=True)
-        validation_metrics = run_validation(final_step, final=True) or validation_metrics
+        if evaluated_at != final_step:
+            scalars = run_validation(final_step, final=True)
+            if scalars:
+                validation = scalars
+                observe(final_step, scalars)
+        ckpt.save(final_step, state, progress_of(final_step), force=True)
     ckpt.close()
+    if best_ckpt is not None:
+        best_ckpt.close()
     logger.close()
-    return {"step": final_step, "train": train_metrics, "validation": validation_metrics}
+    result = {"step": final_step, "train": train_metrics,
+              "validation": {key.split("/", 1)[1]: value for key, value in validation.items()}}
+    if stopping.enabled:
+        result["early_stopping"] = dict(stopping.state(), stopped=stopping.should_stop())
+    return result
+
+
+BEST_DIR = "best"  # <workdir>/best/: the checkpoint of the best early-stopping metric
+
+
+class EarlyStopping:
+    """Tracks ``config.early_stopping``: the best value of one periodic-evaluation scalar and how many
+    evaluations have passed without improving it. Its state is saved in every checkpoint's progress."""
+
+    def __init__(self, settings):
+        settings = settings or {}
+        self.metric = settings.get("metric", "") or ""
+        self.mode = settings.get("mode", "min")
+        self.patience = int(settings.get("patience", 0) or 0)
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"early_stopping.mode must be 'min' or 'max', got {self.mode!r}")
+        self.enabled = bool(self.metric)
+        self.best_value, self.best_step, self.since_best = None, None, 0
+
+    def check_metric(self, evaluators: dict) -> None:
+        if not self.enabled:
+            return
+        name = self.metric.split("/", 1)[0]
+        if "/" not in self.metric or name not in evaluators:
+            raise ValueError(
+                f"early_stopping.metric {self.metric!r} must be '<evaluator>/<scalar>' of an evaluator that runs "
+                f"during training (config.evals.<name>.every > 0); those are {sorted(evaluators)}")
+
+    def observe(self, step: int, scalars: dict) -> bool:
+        """Records an evaluation; True when it is the best so far."""
+        if not self.enabled or self.metric not in scalars:
+            return False
+        value = float(scalars[self.metric])
+        better = self.best_value is None or (value < self.best_value if self.mode == "min" else value > self.best_value)
+        if better:
+            self.best_value, self.best_step, self.since_best = value, step, 0
+        else:
+            self.since_best += 1
+        return better
+
+    def should_stop(self) -> bool:
+        return self.enabled and self.patience > 0 and self.since_best >= self.patience
+
+    def state(self) -> dict:
+        return {"metric": self.metric, "best_value": self.best_value, "best_step": self.best_step,
+                "evaluations_since_best": self.since_best}
+
+    def load(self, saved) -> None:
+        if saved and saved.get("metric") == self.metric:
+            self.best_value, self.best_step = saved["best_value"], saved["best_step"]
+            self.since_best = int(saved["evaluations_since_best"])
 
 
 def _window_metrics(window, elapsed: float, batch_size: int) -> dict:
@@ -328,15 +407,25 @@ def _window_metrics(window, elapsed: float, batch_size: int) -> dict:
     return metrics
 
 
-def restore_state(task: Task, config, workdir: str, step: int | None = None) -> Any:
-    """The train state of the run in ``workdir`` (checkpoint ``step``, default the newest intact one),
-    laid out on ``task.mesh`` as training lays it out."""
+def restore_state(task: Task, config, workdir: str, step: int | None = None, checkpoint: str = "auto",
+                  log=None) -> Any:
+    """The train state of the run in ``workdir``, laid out on ``task.mesh`` as training lays it out.
+
+    ``checkpoint``: "latest" (the newest intact periodic checkpoint, or ``step``), "best" (the early-stopping
+    best, ``<workdir>/best/``) or "auto" (best when the run kept one, else latest).
+    """
     program = _Program(task, config)
     rules = axis_rules(config)
     state, shardings = create_state(program, task.mesh, rules, config.seed)
-    directory = os.path.join(workdir, "checkpoints")
+    if checkpoint not in ("auto", "latest", "best"):
+        raise ValueError(f"checkpoint must be 'auto', 'latest' or 'best', got {checkpoint!r}")
+    best = os.path.join(workdir, BEST_DIR)
+    use_best = step is None and (checkpoint == "best" or (checkpoint == "auto" and os.path.isdir(best)))
+    directory = best if use_best else os.path.join(workdir, "checkpoints")
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"no checkpoints in {workdir}: train the run first (study train ...)")
+        raise FileNotFoundError(f"no {'best ' if use_best else ''}checkpoint in {workdir}: train the run first "
+                                "(study train ...)")
+    (log or (lambda message: None))(f"restoring {'the best' if use_best else 'the latest'} checkpoint of {workdir}")
     ckpt = checkpointing.Checkpointer(directory, every_steps=1, async_save=False, create=False)
     try:
         abstract = None if shardings is None else checkpointing.abstract_with_shardings(state, shardings)

@@ -19,6 +19,16 @@ than the usual rsqrt decay: ``lr(W + 4) = peak / 2`` and ``lr(W + 100) = peak / 
     lr(s) = peak * sqrt(W / s)      for s > W
 
 which is continuous at ``s = W`` and halves the rate only at ``s = 4 W``.
+
+``constant``: ``lr(s) = peak * s / W`` for ``s <= W`` (no warm-up when ``W = 0``), ``peak`` after.
+
+``step_decay``: the warm-up, then ``lr(s) = peak * gamma ** floor((s - W - 1) / D)`` for ``s > W``
+(``gamma = optimizer.decay_rate``, ``D = optimizer.decay_steps``), e.g. the SR-GNN paper's decay of 0.1
+every 3 epochs.
+
+Weight decay (``optimizer.weight_decay``): with ``optimizer.name = "adam"`` it is an L2 penalty added to the
+gradient before Adam (``wd * params``, as PyTorch's ``Adam(weight_decay=...)``); with ``"adamw"`` it is
+decoupled from the gradient statistics (``optax.adamw``).
 """
 
 from typing import Callable
@@ -68,7 +78,37 @@ def official_rsqrt_schedule(peak: float, warmup_steps: int) -> Schedule:
     return schedule
 
 
-SCHEDULES = {"inverse_sqrt": inverse_sqrt_schedule, "official_rsqrt": official_rsqrt_schedule}
+def constant_schedule(peak: float, warmup_steps: int) -> Schedule:
+    """``lr(s) = peak*s/W`` for ``s <= W``, ``peak`` after (``W = 0``: ``peak`` from the first update)."""
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+
+    def schedule(step):
+        step = jnp.asarray(step, jnp.float32)
+        if warmup_steps == 0:
+            return jnp.where(step > 0, peak, 0.0).astype(jnp.float32)
+        return jnp.where(step <= warmup_steps, _warmup(peak, warmup_steps, step), peak)
+
+    return schedule
+
+
+def step_decay_schedule(peak: float, warmup_steps: int, decay_steps: int, decay_rate: float) -> Schedule:
+    """The warm-up, then ``peak * decay_rate ** floor((s - W - 1) / decay_steps)``."""
+    if decay_steps < 1:
+        raise ValueError(f"decay_steps must be >= 1 for the step_decay schedule, got {decay_steps}")
+    warm = constant_schedule(peak, warmup_steps)
+
+    def schedule(step):
+        step = jnp.asarray(step, jnp.float32)
+        drops = jnp.floor(jnp.maximum(step - warmup_steps - 1, 0.0) / decay_steps)
+        return jnp.where(step <= warmup_steps, warm(step), peak * decay_rate ** drops)
+
+    return schedule
+
+
+SCHEDULES = {"inverse_sqrt": inverse_sqrt_schedule, "official_rsqrt": official_rsqrt_schedule,
+             "constant": constant_schedule, "step_decay": step_decay_schedule}
+OPTIMIZERS = ("adam", "adamw")
 
 
 def make_schedule(config: ml_collections.ConfigDict) -> Schedule:
@@ -77,22 +117,31 @@ def make_schedule(config: ml_collections.ConfigDict) -> Schedule:
         raise ValueError(
             f"unknown schedule {config.schedule!r} (config field `schedule`); choose one of {sorted(SCHEDULES)}"
         )
+    if config.schedule == "step_decay":
+        return step_decay_schedule(config.optimizer.peak_lr, config.optimizer.warmup_steps,
+                                   config.optimizer.get("decay_steps", 0), config.optimizer.get("decay_rate", 0.1))
     return SCHEDULES[config.schedule](config.optimizer.peak_lr, config.optimizer.warmup_steps)
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """Adam (``config.optimizer.b1/b2/eps``) on the named schedule, after optional global-norm clipping.
+    """Adam or AdamW (``config.optimizer.name``; ``b1/b2/eps``, ``weight_decay``) on the named schedule,
+    after optional global-norm clipping (``config.clip_norm > 0``).
 
-    Clipping is applied when ``config.clip_norm > 0``. Gradient accumulation is done by the train step
-    itself (exact summation over micro-batches), so this optimizer always sees one gradient per step.
+    Gradient accumulation is done by the train step itself (exact summation over micro-batches), so this
+    optimizer always sees one gradient per step.
     """
     schedule = make_schedule(config)
-    adam = optax.adam(
-        learning_rate=lambda count: schedule(count + 1),
-        b1=config.optimizer.b1,
-        b2=config.optimizer.b2,
-        eps=config.optimizer.eps,
-    )
-    if config.clip_norm and config.clip_norm > 0:
-        return optax.chain(optax.clip_by_global_norm(config.clip_norm), adam)
-    return adam
+    opt = config.optimizer
+    name = opt.get("name", "adam")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r} (config field optimizer.name); choose one of {OPTIMIZERS}")
+    learning_rate = lambda count: schedule(count + 1)  # noqa: E731  (optax counts from 0)
+    weight_decay = float(opt.get("weight_decay", 0.0))
+    parts = [optax.clip_by_global_norm(config.clip_norm)] if config.clip_norm and config.clip_norm > 0 else []
+    if name == "adamw":
+        parts.append(optax.adamw(learning_rate, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=weight_decay))
+    else:
+        if weight_decay:
+            parts.append(optax.add_decayed_weights(weight_decay))
+        parts.append(optax.adam(learning_rate, b1=opt.b1, b2=opt.b2, eps=opt.eps))
+    return parts[0] if len(parts) == 1 else optax.chain(*parts)
