@@ -12,7 +12,6 @@ import pathlib
 import numpy as np
 import pytest
 
-from data_pipeline import build_dataset
 from study.data import reserved_ids
 from study.data import row_format
 
@@ -66,19 +65,6 @@ def load_rows(dataset_dir, split):
     return [dict(r) for r in tfds.as_numpy(builder.as_dataset(split=split))]
 
 
-@pytest.fixture(scope="module")
-def golden_output(tmp_path_factory):
-    out = tmp_path_factory.mktemp("golden_out")
-    options = EXPECTED["options"]
-    config = build_dataset.PipelineConfig(
-        interactions=f"{GOLDEN}/interactions_*.csv",
-        roster=str(GOLDEN / "roster.csv"),
-        schools=str(GOLDEN / "schools.csv"),
-        output_dir=str(out),
-        **options,
-    )
-    stats = build_dataset.build_dataset(config)
-    return out, stats
 
 
 def test_vocabulary_is_the_hand_computed_one(golden_output):

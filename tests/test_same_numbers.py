@@ -10,14 +10,11 @@ the only freedom it has).
 
 import json
 import os
-import pathlib
 
 import numpy as np
 import pytest
 
-from data_pipeline import build_dataset
 
-GOLDEN = pathlib.Path(__file__).parent / "golden"
 STEPS = 20
 RTOL = 1e-6
 
@@ -86,13 +83,8 @@ EXPECTED_KNN = {
 
 
 @pytest.fixture(scope="module")
-def golden_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("golden_processed")
-    options = json.loads((GOLDEN / "expected.json").read_text())["options"]
-    build_dataset.build_dataset(build_dataset.PipelineConfig(
-        interactions=f"{GOLDEN}/interactions_*.csv", roster=str(GOLDEN / "roster.csv"),
-        schools=str(GOLDEN / "schools.csv"), output_dir=str(out), **options))
-    return str(out)
+def golden_data(golden_output):
+    return str(golden_output[0])  # tests/conftest.py: the Beam job on tests/golden
 
 
 def golden_config(name: str, data_dir: str):

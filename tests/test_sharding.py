@@ -109,3 +109,14 @@ def test_train_step_on_data4_model2_equals_one_device():
     # Same loss and same updated parameters (fp32; only the summation order differs): rtol 1e-5.
     assert result["loss8"] == pytest.approx(result["loss1"], rel=1e-5)
     assert result["max_diff"] <= 1e-5 * max(1.0, result["max_param"])
+
+
+def test_logical_axis_rules_come_from_the_config_when_set():
+    import ml_collections
+
+    from study.train import loop
+
+    config = ml_collections.ConfigDict({"logical_axis_rules": []})
+    assert loop.axis_rules(config) == sharding.LOGICAL_AXIS_RULES
+    config.logical_axis_rules = [["batch", "data"], ["vocab", "none"], ["mlp", "model"]]
+    assert loop.axis_rules(config) == (("batch", "data"), ("vocab", None), ("mlp", "model"))

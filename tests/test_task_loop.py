@@ -19,7 +19,7 @@ from configs import common
 from study.eval import evaluators
 from study.train import loop, sharding
 from study.train.task import GradientTask, UpdateTask
-from tests.test_trainer import REPO, checkpoint_leaves
+from tests.test_trainer import REPO, checkpoint_leaves, progress_at
 
 STUDENTS, QUESTIONS, BATCH = 12, 6, 16
 ARMS = 4
@@ -150,34 +150,47 @@ def initial_params(family: str) -> dict:
     return jax.tree.map(np.asarray, state.params)
 
 
-def killed_then_resumed(family: str, workdir: str, kill_at: int):
-    code = f"from tests.test_task_loop import run; run({family!r}, {workdir!r}, '{{\"kill_at_step\": {kill_at}}}')"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
-    assert proc.returncode == -9, proc.stderr[-3000:]
-    return run(family, workdir)
+@pytest.fixture(scope="module")
+def killed_and_straight(tmp_path_factory):
+    """Per family: an uninterrupted run, and a run SIGKILLed after update 7 then resumed. The killed
+    processes of both families run at the same time as the uninterrupted runs (this process)."""
+    root = tmp_path_factory.mktemp("toy_runs")
+    killed = {}
+    for family in sorted(TASKS):
+        workdir = str(root / f"{family}_killed")
+        code = f"from tests.test_task_loop import run; run({family!r}, {workdir!r}, '{{\"kill_at_step\": 7}}')"
+        killed[family] = (workdir, subprocess.Popen(
+            [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, JAX_PLATFORMS="cpu")))
+    runs = {family: {"straight_dir": str(root / f"{family}_straight")} for family in TASKS}
+    for family, entry in runs.items():
+        entry["straight"] = run(family, entry["straight_dir"])
+    for family, (workdir, proc) in killed.items():
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == -9, stderr[-3000:]
+        runs[family].update(killed_dir=workdir, resumed=run(family, workdir))
+    return runs
 
 
 @pytest.mark.parametrize("family", sorted(TASKS))
-def test_killed_toy_run_resumes_to_the_uninterrupted_state(family, tmp_path):
-    straight = run(family, str(tmp_path / "straight"))
-    resumed = killed_then_resumed(family, str(tmp_path / "killed"), kill_at=7)
+def test_killed_toy_run_resumes_to_the_uninterrupted_state(family, killed_and_straight):
+    entry = killed_and_straight[family]
+    straight, resumed = entry["straight"], entry["resumed"]
     assert straight["step"] == resumed["step"] == 12
-    expected, _ = checkpoint_leaves(str(tmp_path / "straight"))
-    got, progress = checkpoint_leaves(str(tmp_path / "killed"))
-    assert progress == {"step": 12, "batches_consumed": 12, "seed": 0}
+    expected, _ = checkpoint_leaves(entry["straight_dir"])
+    got, progress = checkpoint_leaves(entry["killed_dir"])
+    assert progress == progress_at(12)
     assert expected.keys() == got.keys()
     for name in expected:
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
-    with open(tmp_path / "killed" / "metrics.jsonl") as handle:
+    with open(os.path.join(entry["killed_dir"], "metrics.jsonl")) as handle:
         train_steps = [r["step"] for r in map(json.loads, handle) if r["split"] == "train"]
     assert train_steps == [4, 8, 12]  # the resumed run truncated what it logs again
     assert straight["validation"] == resumed["validation"] and straight["validation"]
 
 
-def test_frozen_parameters_stay_bit_identical_and_the_rest_learns(tmp_path):
-    run("logistic", str(tmp_path / "run"))
-    final, _ = checkpoint_leaves(str(tmp_path / "run"))
+def test_frozen_parameters_stay_bit_identical_and_the_rest_learns(killed_and_straight):
+    final, _ = checkpoint_leaves(killed_and_straight["logistic"]["straight_dir"])
     initial = initial_params("logistic")
     np.testing.assert_array_equal(final["['params']['difficulty']"], np.asarray(initial["difficulty"]))
     assert np.abs(final["['params']['ability']"] - np.asarray(initial["ability"])).max() > 0.05
@@ -199,9 +212,9 @@ def test_frozen_table_entries_of_a_rule_update_stay_put(tmp_path):
     np.testing.assert_array_equal(final["['params']['n']"], np.zeros(ARMS))
 
 
-def test_rule_update_table_equals_the_hand_computed_means(tmp_path):
-    result = run("bandit", str(tmp_path / "run"))
-    final, _ = checkpoint_leaves(str(tmp_path / "run"))
+def test_rule_update_table_equals_the_hand_computed_means(killed_and_straight):
+    result = killed_and_straight["bandit"]["straight"]
+    final, _ = checkpoint_leaves(killed_and_straight["bandit"]["straight_dir"])
     all_arms, all_rewards = [], []
     batches = RewardMeans(toy_config("bandit")).train_batches(0)
     for _ in range(12):
@@ -216,9 +229,8 @@ def test_rule_update_table_equals_the_hand_computed_means(tmp_path):
     assert result["validation"]["return_mean"] == pytest.approx(45, abs=5)
 
 
-def test_init_from_starts_a_run_from_selected_parameters_of_another(tmp_path):
-    first = str(tmp_path / "first")
-    run("logistic", first)
+def test_init_from_starts_a_run_from_selected_parameters_of_another(killed_and_straight, tmp_path):
+    first = killed_and_straight["logistic"]["straight_dir"]
     donor, _ = checkpoint_leaves(first)
     # A new run (nothing frozen) that takes only the abilities; zero updates: its state is the start.
     fields = {"init_from.workdir": first, "init_from.params": ["ability"], "frozen": [], "steps": 1,

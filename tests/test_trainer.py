@@ -27,6 +27,12 @@ ROW_LENGTH = 12
 VOCAB_SIZE = 23
 
 
+def progress_at(step: int) -> dict:
+    """The data position a checkpoint of ``step`` records (no early stopping configured)."""
+    return {"step": step, "batches_consumed": step, "seed": 0,
+            "early_stopping": {"metric": "", "best_value": None, "best_step": None, "evaluations_since_best": 0}}
+
+
 def tiny_config(data_dir: str):
     """The smoke preset shrunk further: a 1-layer, 16-wide model on 12-position rows."""
     config = study_config.get_config("smoke")
@@ -134,7 +140,7 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_result(data_dir, tmp_pa
     resumed_result = train.train(config, killed)
     assert resumed_result["step"] == 8
     resumed, resumed_progress = checkpoint_leaves(killed)
-    assert resumed_progress == straight_progress == {"step": 8, "batches_consumed": 8, "seed": 0}
+    assert resumed_progress == straight_progress == progress_at(8)
     assert resumed.keys() == straight.keys()
     for name in straight:  # params, Adam moments, step and RNG: bit-identical
         np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
