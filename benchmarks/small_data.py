@@ -23,7 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from benchmarks import results_io  # noqa: E402
-from benchmarks.study_vs_individual import prepare_data  # noqa: E402
+from benchmarks.synthetic_dataset import prepare_data  # noqa: E402
 
 flags.DEFINE_integer("num_students", 2000, "synthetic students (2,000 give about 50k interactions)")
 flags.DEFINE_integer("seed", 0, "generator seed")

@@ -18,7 +18,6 @@ Usage::
 import json
 import os
 import sys
-import time
 
 from absl import app, flags
 
@@ -26,6 +25,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from benchmarks import results_io  # noqa: E402
+from benchmarks.synthetic_dataset import prepare_data  # noqa: E402
 from study.commands import suite  # noqa: E402
 
 flags.DEFINE_integer("num_students", 20_000, "synthetic students")
@@ -43,27 +43,6 @@ flags.DEFINE_list("override", [
 flags.DEFINE_integer("num_bootstrap", 50, "bootstrap resamples")
 results_io.define_output_flag("study_vs_individual")
 FLAGS = flags.FLAGS
-
-
-def prepare_data(work_dir: str, num_students: int, seed: int) -> str:
-    """Raw synthetic data + the Beam job's output under ``work_dir``; returns the processed folder."""
-    from data_pipeline import build_dataset
-    from study.sims import synthetic_learning_ally as sla
-
-    raw = os.path.join(work_dir, "raw")
-    processed = os.path.join(work_dir, "processed")
-    if not os.path.exists(os.path.join(raw, "interactions.csv")):
-        started = time.perf_counter()
-        sla.write(sla.generate(num_students, seed=seed), raw, formats=("canonical",))
-        print(f"generated {num_students} students in {time.perf_counter() - started:.0f}s")
-    if not os.path.exists(os.path.join(processed, "stats.json")):
-        started = time.perf_counter()
-        config = build_dataset.PipelineConfig(
-            interactions=os.path.join(raw, "interactions.csv"), roster=os.path.join(raw, "roster.csv"),
-            schools=os.path.join(raw, "schools.csv"), output_dir=processed)
-        build_dataset.build_dataset(config)
-        print(f"Beam job in {time.perf_counter() - started:.0f}s")
-    return processed
 
 
 def headline(metrics_overall: dict) -> dict:

@@ -30,7 +30,7 @@ def time_train_steps(config, batch: dict, steps: int) -> dict:
     ``model.vocab_size`` is set, no ``data_dir`` needed) on ``batch`` (device features, ``[B, L]``).
 
     The task comes from ``study.tasks.build_task`` (mesh of ``config.mesh_shape``); the state, its shardings
-    and the jitted, state-donating step from ``loop._Program`` / ``loop.create_state`` / ``loop.jit_step``,
+    and the jitted, state-donating step from ``loop.Program`` / ``loop.create_state`` / ``loop.jit_step``,
     run under ``loop.mesh_context`` as the loop runs them. Compiles, runs 2 warm-up steps, then times
     ``steps`` steps.
 
@@ -47,7 +47,7 @@ def time_train_steps(config, batch: dict, steps: int) -> dict:
     task = build_task(config)
     config, mesh = task.config, task.mesh
     rules = loop.axis_rules(config)
-    program = loop._Program(task, config)
+    program = loop.Program(task, config)
     state, state_shardings = loop.create_state(program, mesh, rules, config.seed)
     step = loop.jit_step(program.step, mesh, state_shardings, sharding.batch_shardings(batch, mesh))
     global_batch = sharding.to_global_batch(batch, mesh)

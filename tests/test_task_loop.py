@@ -146,7 +146,7 @@ def initial_params(family: str) -> dict:
     """The parameters the loop starts a run from (its jitted init), as NumPy arrays."""
     config = toy_config(family)
     task = TASKS[family](config, sharding.make_mesh({"data": -1, "model": 1}))
-    state, _ = loop.create_state(loop._Program(task, config), task.mesh, sharding.LOGICAL_AXIS_RULES, config.seed)
+    state, _ = loop.create_state(loop.Program(task, config), task.mesh, sharding.LOGICAL_AXIS_RULES, config.seed)
     return jax.tree.map(np.asarray, state.params)
 
 

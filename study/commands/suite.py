@@ -99,10 +99,10 @@ def history_gaps(metrics_by_model: dict, reference: str, average: str = "macro")
     """``{model: {subset: {history bucket: {hits@n: model - reference}}}}`` from the metrics breakdowns."""
     base = metrics_by_model[reference]["breakdowns"]["history_len"]
     gaps = {}
-    for name, metrics in metrics_by_model.items():
+    for name, model_metrics in metrics_by_model.items():
         if name == reference:
             continue
-        rows = metrics["breakdowns"]["history_len"]
+        rows = model_metrics["breakdowns"]["history_len"]
         gaps[name] = {}
         for bucket, groups in rows.items():
             if bucket not in base:

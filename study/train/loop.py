@@ -91,7 +91,7 @@ def mesh_context(mesh, rules=sharding.LOGICAL_AXIS_RULES, activation_constraints
         yield
 
 
-class _Program:
+class Program:
     """What the loop runs for one task: ``init(init_key, run_key) -> boxed state`` and a pure
     ``step(state, batch, rng) -> (state, metrics)``."""
 
@@ -128,7 +128,7 @@ def _keys(seed: int):
     return jax.random.split(jax.random.key(seed))
 
 
-def create_state(program: _Program, mesh, rules, seed: int):
+def create_state(program: Program, mesh, rules, seed: int):
     """(state, shardings): the fresh state placed on ``mesh`` by the logical rules (host tasks: NumPy
     state, shardings None)."""
     init_key, run_key = _keys(seed)
@@ -231,7 +231,7 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: str) -> dict:
             f"config.batch_size={config.batch_size} must be divisible by processes ({process_count}) x "
             f"grad_accum_steps ({accumulation})")
 
-    program = _Program(task, config)
+    program = Program(task, config)
     state, state_shardings = create_state(program, mesh, rules, config.seed)
     if program.jit:
         example = task.example_batch(config.batch_size)
@@ -414,7 +414,7 @@ def restore_state(task: Task, config, workdir: str, step: int | None = None, che
     ``checkpoint``: "latest" (the newest intact periodic checkpoint, or ``step``), "best" (the early-stopping
     best, ``<workdir>/best/``) or "auto" (best when the run kept one, else latest).
     """
-    program = _Program(task, config)
+    program = Program(task, config)
     rules = axis_rules(config)
     state, shardings = create_state(program, task.mesh, rules, config.seed)
     if checkpoint not in ("auto", "latest", "best"):
