@@ -21,6 +21,7 @@ Output directory::
 """
 
 import dataclasses
+import datetime
 import json
 import sys
 
@@ -49,7 +50,10 @@ class PipelineConfig:
     roster: str
     output_dir: str
     schools: str | None = None
-    split_date: str | None = None  # YYYY-MM-DD; default: start of the second school year
+    # The train / later boundary: at most one of these; default: start of the second school year.
+    split_date: str | None = None  # YYYY-MM-DD (or an ISO datetime)
+    split_time: int | None = None  # in the unit of the timestamps (epoch seconds, event counter)
+    split_quantile: float | None = None  # in (0, 1): the share of kept interactions in train
     validation_fraction: float = 0.5
     vocab_size: int = 2000  # v: items in the vocabulary, reserved ids not counted
     row_length: int = row_format.DEFAULT_ROW_LENGTH  # c
@@ -59,6 +63,7 @@ class PipelineConfig:
     school_year_start_month: int = raw_schema.SCHOOL_YEAR_START_MONTH
     rows_per_shard: int = 20000
     chunk_bytes: int = 64 << 20  # CSV block / Parquet batch size read at once
+    allow_empty_split: bool = False  # else a split asked for (requested_splits) must not be empty
 
     def validate(self) -> None:
         if not 1 <= self.segment_length <= self.row_length:
@@ -71,8 +76,39 @@ class PipelineConfig:
             raise ValueError("vocab_size must be >= 0, num_packings and rows_per_shard >= 1")
         if not 1 <= self.school_year_start_month <= 12:
             raise ValueError("school_year_start_month must be in 1..12")
+        given = [f"--{name}" for name in _SPLIT_OPTIONS if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of --split_date, --split_time, --split_quantile, not {given}")
+        if self.split_quantile is not None and not 0.0 < self.split_quantile < 1.0:
+            raise ValueError(
+                f"--split_quantile={self.split_quantile} must be in (0, 1): the share of the kept "
+                "interactions that fall before the split"
+            )
         if self.split_date is not None:
             splits.parse_split_date(self.split_date)
+
+    def split_timestamp(self) -> int | None:
+        """The given split boundary (``split_date`` or ``split_time``), None when it is computed."""
+        if self.split_date is not None:
+            return splits.parse_split_date(self.split_date)
+        return self.split_time
+
+    def requested_splits(self) -> tuple:
+        """The splits the options ask for: train, and validation / test unless the validation
+        fraction leaves one of them out (0: no validation, 1: no test)."""
+        names = [splits.SPLIT_NAMES[splits.TRAIN]]
+        if self.validation_fraction > 0:
+            names.append(splits.SPLIT_NAMES[splits.VALIDATION])
+        if self.validation_fraction < 1:
+            names.append(splits.SPLIT_NAMES[splits.TEST])
+        return tuple(names)
+
+
+_SPLIT_OPTIONS = ("split_date", "split_time", "split_quantile")
+
+
+class EmptySplitError(ValueError):
+    """A split the options ask for holds no interaction; the message says why and what to do."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,9 +156,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig, inputs: Insp
         read_raw.file_paths(inputs.roster),
         config.school_year_start_month,
     )
-    split_timestamp = splits.parse_split_date(config.split_date) if config.split_date else None
     boundary = histories.good | "SplitBoundary" >> splits.SplitBoundary(
-        split_timestamp, config.school_year_start_month
+        config.split_timestamp(), config.school_year_start_month, config.split_quantile
     )
     vocab = (histories.good, boundary) | "BuildVocabulary" >> vocabulary.BuildVocabulary(
         config.vocab_size
@@ -218,7 +253,69 @@ def build_dataset(config: PipelineConfig, beam_options: PipelineOptions | None =
     with make_pipeline(options) as pipeline:
         build_pipeline(pipeline, config, inputs)
     with FileSystems.open(_to_dir(out, "stats.json")) as handle:
-        return json.loads(handle.read().decode("utf-8"))
+        stats = json.loads(handle.read().decode("utf-8"))
+    if not config.allow_empty_split:
+        check_splits(config, stats)
+    return stats
+
+
+def _most_frequent_reasons(stats: dict, count: int = 3) -> list:
+    """``"reason: n (input kind)"`` of the most frequent dead-letter reasons, most frequent first."""
+    reasons = [
+        (-n, reason, kind)
+        for kind, entry in stats["inputs"].items()
+        for reason, n in entry["dead_letter_reasons"].items()
+    ]
+    return [f"{reason}: {-n:,} ({kind})" for n, reason, kind in sorted(reasons)[:count]]
+
+
+def _describe_time(timestamp: int) -> str:
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
+    return f"{timestamp} ({moment:%Y-%m-%dT%H:%M:%SZ} if read as epoch seconds)"
+
+
+def check_splits(config: PipelineConfig, stats: dict) -> None:
+    """Raises ``EmptySplitError`` when a split that ``config`` asks for holds no interaction."""
+    counts = {name: entry["interactions"] for name, entry in stats["splits"].items()}
+    empty = [name for name in config.requested_splits() if not counts[name]]
+    if not empty:
+        return
+    train = counts[splits.SPLIT_NAMES[splits.TRAIN]]
+    kept = sum(counts.values())
+    later = kept - train
+    boundary = _describe_time(stats.get("split_timestamp", 0))
+    lines = [f"empty split: {', '.join(empty)} (no interaction of the {kept:,} kept falls there)."]
+    if not kept:
+        lines.append("No interaction was kept: every row was rejected (see the reasons below).")
+    elif not later:
+        which = "the split boundary" if config.split_timestamp() is not None else (
+            "the default split boundary (the start of the second school year after the earliest "
+            "interaction)"
+        )
+        if config.split_quantile is not None:
+            which = f"the --split_quantile={config.split_quantile} boundary (equal timestamps)"
+        lines.append(
+            f"Every kept interaction ({kept:,}) is before {which}, {boundary}. Give a split point "
+            "inside the data: --split_date=YYYY-MM-DD, --split_time=N (a number in the unit of the "
+            "timestamps, e.g. for epoch seconds or an event counter) or --split_quantile=0.8 (the "
+            "time before which 80% of the kept interactions fall)."
+        )
+    elif not train:
+        lines.append(
+            f"Every kept interaction ({kept:,}) is at or after the split boundary {boundary}; give a "
+            "later --split_date, --split_time or a --split_quantile."
+        )
+    else:
+        lines.append(
+            f"The later period's {later:,} interactions all went to the other split by student "
+            f"(--validation_fraction={config.validation_fraction}); use more students, or "
+            "--validation_fraction=0 (no validation split) or 1 (no test split)."
+        )
+    reasons = _most_frequent_reasons(stats)
+    if reasons:
+        lines.append("Most frequent dead-letter reasons: " + ", ".join(reasons) + ".")
+    lines.append("Pass --allow_empty_split to write the output anyway (dead_letter/ holds the rejected rows).")
+    raise EmptySplitError("\n".join(lines))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,6 +331,16 @@ def define_flags() -> None:
     flags.DEFINE_string("schools", None, "Optional schools file (school -> district, wealth).")
     flags.DEFINE_string("output_dir", None, "Output directory (local or any Beam filesystem).")
     flags.DEFINE_string("split_date", None, "Train/later boundary, YYYY-MM-DD (default: 2nd school year).")
+    flags.DEFINE_integer(
+        "split_time", None, "Train/later boundary in the unit of the timestamps (epoch seconds, counter)."
+    )
+    flags.DEFINE_float(
+        "split_quantile", None, "Train/later boundary: the time before which this share of the kept "
+        "interactions falls, in (0, 1)."
+    )
+    flags.DEFINE_boolean(
+        "allow_empty_split", False, "Write the output even when a split asked for holds no interaction."
+    )
     flags.DEFINE_float("validation_fraction", _DEFAULTS.validation_fraction, "Later students in validation.")
     flags.DEFINE_integer("vocab_size", _DEFAULTS.vocab_size, "Items in the vocabulary (v).")
     flags.DEFINE_integer("row_length", _DEFAULTS.row_length, "Row length c.")
@@ -267,6 +374,9 @@ def main(argv: list) -> None:
         schools=FLAGS.schools,
         output_dir=FLAGS.output_dir,
         split_date=FLAGS.split_date,
+        split_time=FLAGS.split_time,
+        split_quantile=FLAGS.split_quantile,
+        allow_empty_split=FLAGS.allow_empty_split,
         validation_fraction=FLAGS.validation_fraction,
         vocab_size=FLAGS.vocab_size,
         row_length=FLAGS.row_length,
