@@ -3,7 +3,8 @@
 Usage::
 
     python -m data_pipeline.build_dataset --interactions='logs/*.csv' --roster=roster.csv \\
-        [--schools=schools.csv] --output_dir=processed [--split_date=2021-08-01] \\
+        [--schools=schools.csv] --output_dir=processed [--overwrite] [--allow_empty_split] \\
+        [--split_date=2021-08-01 | --split_time=1627776000 | --split_quantile=0.8] \\
         [--vocab_size=2000 --row_length=65 --segment_length=65 --num_packings=4 --seed=0] \\
         [--runner=DataflowRunner --project=... --region=... --temp_location=gs://...]
 
@@ -18,6 +19,12 @@ Output directory::
     dead_letter/*.jsonl        rejected input rows with a reason
     stats.json, stats.md       Table-3-style counts, rows, dead letters, OOV shares
     pipeline_config.json       the options of the run
+
+The output is written to a temporary folder beside ``--output_dir`` and put in its place at the
+end (``output_folder``): a rerun leaves no stale shard, a failed run leaves the previous output.
+A non-empty ``--output_dir`` that is not a previous output of this job is refused unless
+``--overwrite``. The job fails (exit 1) when a split it is asked for holds no interaction, unless
+``--allow_empty_split``.
 """
 
 import dataclasses
@@ -32,6 +39,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from data_pipeline import model_rows
+from data_pipeline import output_folder
 from data_pipeline import read_raw
 from data_pipeline import splits
 from data_pipeline import statistics
@@ -64,6 +72,7 @@ class PipelineConfig:
     rows_per_shard: int = 20000
     chunk_bytes: int = 64 << 20  # CSV block / Parquet batch size read at once
     allow_empty_split: bool = False  # else a split asked for (requested_splits) must not be empty
+    overwrite: bool = False  # replace an output_dir that holds other files than a previous output
 
     def validate(self) -> None:
         if not 1 <= self.segment_length <= self.row_length:
@@ -237,25 +246,35 @@ def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
 def build_dataset(config: PipelineConfig, beam_options: PipelineOptions | None = None) -> dict:
     """Runs the dataset job and returns the stats (the content of ``stats.json``).
 
+    The job writes into a temporary folder beside ``config.output_dir`` and puts it in its place
+    only when everything is written and checked (``output_folder``).
+
     Raises:
       read_raw.InputError: an input file cannot be used (before anything runs).
+      output_folder.OutputDirError: the output folder holds other files (before anything runs).
+      EmptySplitError: a split asked for holds no interaction (the output folder is unchanged).
       ValueError: inconsistent options.
     """
     config.validate()
     inputs = inspect_inputs(config)
-    out = config.output_dir
-    for folder in ("", "individual", "study", "dead_letter"):
-        if not FileSystems.exists(_to_dir(out, folder)):
-            FileSystems.mkdirs(_to_dir(out, folder))
-    with FileSystems.create(_to_dir(out, "pipeline_config.json")) as handle:
-        handle.write(json.dumps(dataclasses.asdict(config), indent=1).encode("utf-8"))
-    options = beam_options if beam_options is not None else default_beam_options()
-    with make_pipeline(options) as pipeline:
-        build_pipeline(pipeline, config, inputs)
-    with FileSystems.open(_to_dir(out, "stats.json")) as handle:
-        stats = json.loads(handle.read().decode("utf-8"))
-    if not config.allow_empty_split:
-        check_splits(config, stats)
+    input_paths = [f.path for files in (inputs.interactions, inputs.roster, inputs.schools) for f in files]
+    output_folder.check_output_dir(config.output_dir, config.overwrite, input_paths)
+    work = output_folder.temporary_sibling(config.output_dir)
+    try:
+        for folder in ("", "individual", "study", "dead_letter"):
+            FileSystems.mkdirs(_to_dir(work, folder))
+        with FileSystems.create(_to_dir(work, output_folder.CONFIG_FILE)) as handle:
+            handle.write(json.dumps(dataclasses.asdict(config), indent=1).encode("utf-8"))
+        options = beam_options if beam_options is not None else default_beam_options()
+        with make_pipeline(options) as pipeline:
+            build_pipeline(pipeline, dataclasses.replace(config, output_dir=work), inputs)
+        with FileSystems.open(_to_dir(work, "stats.json")) as handle:
+            stats = json.loads(handle.read().decode("utf-8"))
+        if not config.allow_empty_split:
+            check_splits(config, stats)
+        output_folder.replace_folder(work, config.output_dir)
+    finally:
+        output_folder.remove(work)
     return stats
 
 
@@ -339,6 +358,9 @@ def define_flags() -> None:
         "interactions falls, in (0, 1)."
     )
     flags.DEFINE_boolean(
+        "overwrite", False, "Replace --output_dir even when it holds files that this job did not write."
+    )
+    flags.DEFINE_boolean(
         "allow_empty_split", False, "Write the output even when a split asked for holds no interaction."
     )
     flags.DEFINE_float("validation_fraction", _DEFAULTS.validation_fraction, "Later students in validation.")
@@ -377,6 +399,7 @@ def main(argv: list) -> None:
         split_time=FLAGS.split_time,
         split_quantile=FLAGS.split_quantile,
         allow_empty_split=FLAGS.allow_empty_split,
+        overwrite=FLAGS.overwrite,
         validation_fraction=FLAGS.validation_fraction,
         vocab_size=FLAGS.vocab_size,
         row_length=FLAGS.row_length,
