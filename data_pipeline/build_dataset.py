@@ -8,8 +8,8 @@ Usage::
         [--vocab_size=2000 --row_length=65 --segment_length=65 --num_packings=4 --seed=0] \\
         [--runner=DataflowRunner --project=... --region=... --temp_location=gs://...]
 
-Any flag this module does not define is passed to Beam as a pipeline option; the runner defaults
-to the DirectRunner.
+Any flag this module does not define must be a Beam pipeline option and is passed to Beam; any
+other flag (a misspelled one) is an error (exit 2). The runner defaults to the DirectRunner.
 
 Output directory::
 
@@ -29,6 +29,7 @@ A non-empty ``--output_dir`` that is not a previous output of this job is refuse
 
 import dataclasses
 import datetime
+import difflib
 import json
 import sys
 
@@ -381,9 +382,29 @@ def define_flags() -> None:
 FLAGS = flags.FLAGS
 
 
+def unknown_flags(args: list) -> list:
+    """The ``--names`` in ``args`` that are not Beam pipeline options (of any runner)."""
+    known = PipelineOptions([]).get_all_options()
+    given = PipelineOptions(args).get_all_options(retain_unknown_options=True)
+    return [f"--{name}" for name in given if name not in known]
+
+
 def _parse_flags(argv: list) -> list:
-    """absl parses its flags; everything else is a Beam pipeline option."""
-    return FLAGS(argv, known_only=True)
+    """absl parses the job's flags; the rest must be Beam pipeline options, else exit 2."""
+    rest = FLAGS(argv, known_only=True)
+    unknown = unknown_flags(rest[1:])
+    if unknown:
+        named = []
+        for name in unknown:
+            close = difflib.get_close_matches(name[2:], list(FLAGS), n=1)
+            named.append(name + (f" (did you mean --{close[0]}?)" if close else ""))
+        print(
+            f"error: unknown flag {', '.join(named)}: neither a flag of this job nor a Beam pipeline "
+            "option. See --helpshort for the job's flags.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    return rest
 
 
 def main(argv: list) -> None:
