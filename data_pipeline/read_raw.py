@@ -51,6 +51,7 @@ class FileKind:
     required: tuple
     optional: tuple
     aliases: dict  # official column -> canonical column
+    required_unless: dict = dataclasses.field(default_factory=dict)  # required -> column replacing it
 
 
 INTERACTIONS = FileKind(
@@ -60,7 +61,11 @@ INTERACTIONS = FileKind(
     raw_schema.INTERACTION_ALIASES,
 )
 ROSTER = FileKind(
-    "roster", raw_schema.ROSTER_COLUMNS, raw_schema.ROSTER_OPTIONAL, raw_schema.ROSTER_ALIASES
+    "roster",
+    raw_schema.ROSTER_COLUMNS,
+    raw_schema.ROSTER_OPTIONAL,
+    raw_schema.ROSTER_ALIASES,
+    raw_schema.ROSTER_REQUIRED_UNLESS,
 )
 SCHOOLS = FileKind(
     "schools", raw_schema.SCHOOL_COLUMNS, raw_schema.SCHOOL_OPTIONAL, raw_schema.SCHOOL_ALIASES
@@ -153,10 +158,15 @@ def resolve_columns(present: list, kind: FileKind, path: str) -> dict:
             columns[canonical] = canonical
         elif alias_for.get(canonical) in present_set:
             columns[canonical] = alias_for[canonical]
-    missing = [c for c in kind.required if c not in columns]
+    missing = [
+        c for c in kind.required if c not in columns and kind.required_unless.get(c) not in columns
+    ]
     if missing:
         wanted = ", ".join(
-            f"{c}" + (f" (or {alias_for[c]})" if c in alias_for else "") for c in missing
+            f"{c}"
+            + (f" (or {alias_for[c]})" if c in alias_for else "")
+            + (f" (or a {kind.required_unless[c]} column)" if c in kind.required_unless else "")
+            for c in missing
         )
         raise InputError(
             f"{kind.name} file {path}: missing required column(s) {wanted}; found columns "
@@ -595,9 +605,17 @@ class ReadRosterFileDoFn(_ReadFileDoFn):
         missing_school = ~missing_student & (texts["school_id"] == "")
         yield from self._reject(input_file, texts, lines, missing_student, "missing_student_id", stats)
         yield from self._reject(input_file, texts, lines, missing_school, "missing_school_id", stats)
+        rejected = missing_student | missing_school
+        for column, replacement in self.kind.required_unless.items():
+            if column not in texts:  # the file has ``replacement`` instead: every row needs it
+                missing = ~rejected & (texts[replacement] == "")
+                yield from self._reject(
+                    input_file, texts, lines, missing, f"missing_{replacement}", stats
+                )
+                rejected |= missing
         orders = input_order(input_file.index, lines)
         names = list(texts)
-        kept = np.flatnonzero(~(missing_student | missing_school))
+        kept = np.flatnonzero(~rejected)
         buckets = student_buckets(texts["student_id"][kept], self._num_buckets)
         by_bucket = {}
         for i, bucket in zip(kept.tolist(), buckets.tolist()):
