@@ -334,7 +334,9 @@ def check_splits(config: PipelineConfig, stats: dict) -> None:
     reasons = _most_frequent_reasons(stats)
     if reasons:
         lines.append("Most frequent dead-letter reasons: " + ", ".join(reasons) + ".")
-    lines.append("Pass --allow_empty_split to write the output anyway (dead_letter/ holds the rejected rows).")
+    lines.append(
+        "Pass --allow_empty_split to write the output anyway (dead_letter/ holds the rejected rows)."
+    )
     raise EmptySplitError("\n".join(lines))
 
 
@@ -416,7 +418,7 @@ def main(argv: list) -> None:
         roster=FLAGS.roster,
         schools=FLAGS.schools,
         output_dir=FLAGS.output_dir,
-        split_date=FLAGS.split_date,
+        split_date=FLAGS.split_date or None,
         split_time=FLAGS.split_time,
         split_quantile=FLAGS.split_quantile,
         allow_empty_split=FLAGS.allow_empty_split,

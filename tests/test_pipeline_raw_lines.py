@@ -129,3 +129,13 @@ def test_reader_keeps_physical_lines_across_chunks(tmp_path, chunk_bytes):
             ),
             label="stats",
         )
+
+
+def test_a_header_that_is_not_utf8_or_not_on_line_1_is_a_clear_error(tmp_path):
+    for name, content, message in [
+        ("latin1.csv", b"student_id,item_id,tim\xe9stamp\ns1,a,1\n", r"latin1\.csv: line 1 \(the header\)"),
+        ("late.csv", b"\nstudent_id,item_id,timestamp\ns1,a,1\n", r"late\.csv: line 1 is blank"),
+    ]:
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(read_raw.InputError, match=message):
+            read_raw.inspect_inputs(str(tmp_path / name), read_raw.INTERACTIONS)
