@@ -47,6 +47,7 @@ from data_pipeline import statistics
 from data_pipeline import student_sequences
 from data_pipeline import vocabulary
 from data_pipeline import write_rows
+from study import cli
 from study.data import raw_schema
 from study.data import row_format
 
@@ -392,8 +393,19 @@ def unknown_flags(args: list) -> list:
 
 
 def _parse_flags(argv: list) -> list:
-    """absl parses the job's flags; the rest must be Beam pipeline options, else exit 2."""
-    rest = FLAGS(argv, known_only=True)
+    """absl parses the job's flags; the rest must be Beam pipeline options, else exit 2.
+
+    ``--help`` prints the job's flags and exits 0; a bad flag value or a missing required flag is one
+    ``error: ...`` line and exit 2."""
+    cli.exit_if_help(argv, FLAGS)
+    try:
+        rest = FLAGS(argv, known_only=True)
+    except flags.Error as error:
+        cli.fail(cli.flag_error_message(error, argv, FLAGS))
+    missing = [f"--{name}" for name in ("interactions", "roster", "output_dir") if not FLAGS[name].value]
+    if missing:
+        cli.fail(f"{', '.join(missing)} required: the interactions and roster files and the output folder "
+                 "(`--help` lists the flags)")
     unknown = unknown_flags(rest[1:])
     if unknown:
         named = []
@@ -410,9 +422,6 @@ def _parse_flags(argv: list) -> list:
 
 
 def main(argv: list) -> None:
-    for name in ("interactions", "roster", "output_dir"):
-        if not FLAGS[name].value:
-            raise app.UsageError(f"--{name} is required.")
     config = PipelineConfig(
         interactions=FLAGS.interactions,
         roster=FLAGS.roster,
