@@ -3,12 +3,13 @@
 Usage::
 
     python -m data_pipeline.build_dataset --interactions='logs/*.csv' --roster=roster.csv \\
-        [--schools=schools.csv] --output_dir=processed [--split_date=2021-08-01] \\
+        [--schools=schools.csv] --output_dir=processed [--overwrite] [--allow_empty_split] \\
+        [--split_date=2021-08-01 | --split_time=1627776000 | --split_quantile=0.8] \\
         [--vocab_size=2000 --row_length=65 --segment_length=65 --num_packings=4 --seed=0] \\
         [--runner=DataflowRunner --project=... --region=... --temp_location=gs://...]
 
-Any flag this module does not define is passed to Beam as a pipeline option; the runner defaults
-to the DirectRunner.
+Any flag this module does not define must be a Beam pipeline option and is passed to Beam; any
+other flag (a misspelled one) is an error (exit 2). The runner defaults to the DirectRunner.
 
 Output directory::
 
@@ -18,9 +19,17 @@ Output directory::
     dead_letter/*.jsonl        rejected input rows with a reason
     stats.json, stats.md       Table-3-style counts, rows, dead letters, OOV shares
     pipeline_config.json       the options of the run
+
+The output is written to a temporary folder beside ``--output_dir`` and put in its place at the
+end (``output_folder``): a rerun leaves no stale shard, a failed run leaves the previous output.
+A non-empty ``--output_dir`` that is not a previous output of this job is refused unless
+``--overwrite``. The job fails (exit 1) when a split it is asked for holds no interaction, unless
+``--allow_empty_split``.
 """
 
 import dataclasses
+import datetime
+import difflib
 import json
 import sys
 
@@ -31,12 +40,14 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from data_pipeline import model_rows
+from data_pipeline import output_folder
 from data_pipeline import read_raw
 from data_pipeline import splits
 from data_pipeline import statistics
 from data_pipeline import student_sequences
 from data_pipeline import vocabulary
 from data_pipeline import write_rows
+from study import cli
 from study.data import raw_schema
 from study.data import row_format
 
@@ -49,7 +60,10 @@ class PipelineConfig:
     roster: str
     output_dir: str
     schools: str | None = None
-    split_date: str | None = None  # YYYY-MM-DD; default: start of the second school year
+    # The train / later boundary: at most one of these; default: start of the second school year.
+    split_date: str | None = None  # YYYY-MM-DD (or an ISO datetime)
+    split_time: int | None = None  # in the unit of the timestamps (epoch seconds, event counter)
+    split_quantile: float | None = None  # in (0, 1): the share of kept interactions in train
     validation_fraction: float = 0.5
     vocab_size: int = 2000  # v: items in the vocabulary, reserved ids not counted
     row_length: int = row_format.DEFAULT_ROW_LENGTH  # c
@@ -59,6 +73,8 @@ class PipelineConfig:
     school_year_start_month: int = raw_schema.SCHOOL_YEAR_START_MONTH
     rows_per_shard: int = 20000
     chunk_bytes: int = 64 << 20  # CSV block / Parquet batch size read at once
+    allow_empty_split: bool = False  # else a split asked for (requested_splits) must not be empty
+    overwrite: bool = False  # replace an output_dir that holds other files than a previous output
 
     def validate(self) -> None:
         if not 1 <= self.segment_length <= self.row_length:
@@ -71,8 +87,39 @@ class PipelineConfig:
             raise ValueError("vocab_size must be >= 0, num_packings and rows_per_shard >= 1")
         if not 1 <= self.school_year_start_month <= 12:
             raise ValueError("school_year_start_month must be in 1..12")
+        given = [f"--{name}" for name in _SPLIT_OPTIONS if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of --split_date, --split_time, --split_quantile, not {given}")
+        if self.split_quantile is not None and not 0.0 < self.split_quantile < 1.0:
+            raise ValueError(
+                f"--split_quantile={self.split_quantile} must be in (0, 1): the share of the kept "
+                "interactions that fall before the split"
+            )
         if self.split_date is not None:
             splits.parse_split_date(self.split_date)
+
+    def split_timestamp(self) -> int | None:
+        """The given split boundary (``split_date`` or ``split_time``), None when it is computed."""
+        if self.split_date is not None:
+            return splits.parse_split_date(self.split_date)
+        return self.split_time
+
+    def requested_splits(self) -> tuple:
+        """The splits the options ask for: train, and validation / test unless the validation
+        fraction leaves one of them out (0: no validation, 1: no test)."""
+        names = [splits.SPLIT_NAMES[splits.TRAIN]]
+        if self.validation_fraction > 0:
+            names.append(splits.SPLIT_NAMES[splits.VALIDATION])
+        if self.validation_fraction < 1:
+            names.append(splits.SPLIT_NAMES[splits.TEST])
+        return tuple(names)
+
+
+_SPLIT_OPTIONS = ("split_date", "split_time", "split_quantile")
+
+
+class EmptySplitError(ValueError):
+    """A split the options ask for holds no interaction; the message says why and what to do."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,9 +167,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig, inputs: Insp
         read_raw.file_paths(inputs.roster),
         config.school_year_start_month,
     )
-    split_timestamp = splits.parse_split_date(config.split_date) if config.split_date else None
     boundary = histories.good | "SplitBoundary" >> splits.SplitBoundary(
-        split_timestamp, config.school_year_start_month
+        config.split_timestamp(), config.school_year_start_month, config.split_quantile
     )
     vocab = (histories.good, boundary) | "BuildVocabulary" >> vocabulary.BuildVocabulary(
         config.vocab_size
@@ -202,23 +248,97 @@ def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
 def build_dataset(config: PipelineConfig, beam_options: PipelineOptions | None = None) -> dict:
     """Runs the dataset job and returns the stats (the content of ``stats.json``).
 
+    The job writes into a temporary folder beside ``config.output_dir`` and puts it in its place
+    only when everything is written and checked (``output_folder``).
+
     Raises:
       read_raw.InputError: an input file cannot be used (before anything runs).
+      output_folder.OutputDirError: the output folder holds other files (before anything runs).
+      EmptySplitError: a split asked for holds no interaction (the output folder is unchanged).
       ValueError: inconsistent options.
     """
     config.validate()
     inputs = inspect_inputs(config)
-    out = config.output_dir
-    for folder in ("", "individual", "study", "dead_letter"):
-        if not FileSystems.exists(_to_dir(out, folder)):
-            FileSystems.mkdirs(_to_dir(out, folder))
-    with FileSystems.create(_to_dir(out, "pipeline_config.json")) as handle:
-        handle.write(json.dumps(dataclasses.asdict(config), indent=1).encode("utf-8"))
-    options = beam_options if beam_options is not None else default_beam_options()
-    with make_pipeline(options) as pipeline:
-        build_pipeline(pipeline, config, inputs)
-    with FileSystems.open(_to_dir(out, "stats.json")) as handle:
-        return json.loads(handle.read().decode("utf-8"))
+    input_paths = [f.path for files in (inputs.interactions, inputs.roster, inputs.schools) for f in files]
+    output_folder.check_output_dir(config.output_dir, config.overwrite, input_paths)
+    work = output_folder.temporary_sibling(config.output_dir)
+    try:
+        for folder in ("", "individual", "study", "dead_letter"):
+            FileSystems.mkdirs(_to_dir(work, folder))
+        with FileSystems.create(_to_dir(work, output_folder.CONFIG_FILE)) as handle:
+            handle.write(json.dumps(dataclasses.asdict(config), indent=1).encode("utf-8"))
+        options = beam_options if beam_options is not None else default_beam_options()
+        with make_pipeline(options) as pipeline:
+            build_pipeline(pipeline, dataclasses.replace(config, output_dir=work), inputs)
+        with FileSystems.open(_to_dir(work, "stats.json")) as handle:
+            stats = json.loads(handle.read().decode("utf-8"))
+        if not config.allow_empty_split:
+            check_splits(config, stats)
+        output_folder.replace_folder(work, config.output_dir)
+    finally:
+        output_folder.remove(work)
+    return stats
+
+
+def _most_frequent_reasons(stats: dict, count: int = 3) -> list:
+    """``"reason: n (input kind)"`` of the most frequent dead-letter reasons, most frequent first."""
+    reasons = [
+        (-n, reason, kind)
+        for kind, entry in stats["inputs"].items()
+        for reason, n in entry["dead_letter_reasons"].items()
+    ]
+    return [f"{reason}: {-n:,} ({kind})" for n, reason, kind in sorted(reasons)[:count]]
+
+
+def _describe_time(timestamp: int) -> str:
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
+    return f"{timestamp} ({moment:%Y-%m-%dT%H:%M:%SZ} if read as epoch seconds)"
+
+
+def check_splits(config: PipelineConfig, stats: dict) -> None:
+    """Raises ``EmptySplitError`` when a split that ``config`` asks for holds no interaction."""
+    counts = {name: entry["interactions"] for name, entry in stats["splits"].items()}
+    empty = [name for name in config.requested_splits() if not counts[name]]
+    if not empty:
+        return
+    train = counts[splits.SPLIT_NAMES[splits.TRAIN]]
+    kept = sum(counts.values())
+    later = kept - train
+    boundary = _describe_time(stats.get("split_timestamp", 0))
+    lines = [f"empty split: {', '.join(empty)} (no interaction of the {kept:,} kept falls there)."]
+    if not kept:
+        lines.append("No interaction was kept: every row was rejected (see the reasons below).")
+    elif not later:
+        which = "the split boundary" if config.split_timestamp() is not None else (
+            "the default split boundary (the start of the second school year after the earliest "
+            "interaction)"
+        )
+        if config.split_quantile is not None:
+            which = f"the --split_quantile={config.split_quantile} boundary (equal timestamps)"
+        lines.append(
+            f"Every kept interaction ({kept:,}) is before {which}, {boundary}. Give a split point "
+            "inside the data: --split_date=YYYY-MM-DD, --split_time=N (a number in the unit of the "
+            "timestamps, e.g. for epoch seconds or an event counter) or --split_quantile=0.8 (the "
+            "time before which 80% of the kept interactions fall)."
+        )
+    elif not train:
+        lines.append(
+            f"Every kept interaction ({kept:,}) is at or after the split boundary {boundary}; give a "
+            "later --split_date, --split_time or a --split_quantile."
+        )
+    else:
+        lines.append(
+            f"The later period's {later:,} interactions all went to the other split by student "
+            f"(--validation_fraction={config.validation_fraction}); use more students, or "
+            "--validation_fraction=0 (no validation split) or 1 (no test split)."
+        )
+    reasons = _most_frequent_reasons(stats)
+    if reasons:
+        lines.append("Most frequent dead-letter reasons: " + ", ".join(reasons) + ".")
+    lines.append(
+        "Pass --allow_empty_split to write the output anyway (dead_letter/ holds the rejected rows)."
+    )
+    raise EmptySplitError("\n".join(lines))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,6 +354,19 @@ def define_flags() -> None:
     flags.DEFINE_string("schools", None, "Optional schools file (school -> district, wealth).")
     flags.DEFINE_string("output_dir", None, "Output directory (local or any Beam filesystem).")
     flags.DEFINE_string("split_date", None, "Train/later boundary, YYYY-MM-DD (default: 2nd school year).")
+    flags.DEFINE_integer(
+        "split_time", None, "Train/later boundary in the unit of the timestamps (epoch seconds, counter)."
+    )
+    flags.DEFINE_float(
+        "split_quantile", None, "Train/later boundary: the time before which this share of the kept "
+        "interactions falls, in (0, 1)."
+    )
+    flags.DEFINE_boolean(
+        "overwrite", False, "Replace --output_dir even when it holds files that this job did not write."
+    )
+    flags.DEFINE_boolean(
+        "allow_empty_split", False, "Write the output even when a split asked for holds no interaction."
+    )
     flags.DEFINE_float("validation_fraction", _DEFAULTS.validation_fraction, "Later students in validation.")
     flags.DEFINE_integer("vocab_size", _DEFAULTS.vocab_size, "Items in the vocabulary (v).")
     flags.DEFINE_integer("row_length", _DEFAULTS.row_length, "Row length c.")
@@ -252,21 +385,53 @@ def define_flags() -> None:
 FLAGS = flags.FLAGS
 
 
+def unknown_flags(args: list) -> list:
+    """The ``--names`` in ``args`` that are not Beam pipeline options (of any runner)."""
+    known = PipelineOptions([]).get_all_options()
+    given = PipelineOptions(args).get_all_options(retain_unknown_options=True)
+    return [f"--{name}" for name in given if name not in known]
+
+
 def _parse_flags(argv: list) -> list:
-    """absl parses its flags; everything else is a Beam pipeline option."""
-    return FLAGS(argv, known_only=True)
+    """absl parses the job's flags; the rest must be Beam pipeline options, else exit 2.
+
+    ``--help`` prints the job's flags and exits 0; a bad flag value or a missing required flag is one
+    ``error: ...`` line and exit 2."""
+    cli.exit_if_help(argv, FLAGS)
+    try:
+        rest = FLAGS(argv, known_only=True)
+    except flags.Error as error:
+        cli.fail(cli.flag_error_message(error, argv, FLAGS))
+    missing = [f"--{name}" for name in ("interactions", "roster", "output_dir") if not FLAGS[name].value]
+    if missing:
+        cli.fail(f"{', '.join(missing)} required: the interactions and roster files and the output folder "
+                 "(`--help` lists the flags)")
+    unknown = unknown_flags(rest[1:])
+    if unknown:
+        named = []
+        for name in unknown:
+            close = difflib.get_close_matches(name[2:], list(FLAGS), n=1)
+            named.append(name + (f" (did you mean --{close[0]}?)" if close else ""))
+        print(
+            f"error: unknown flag {', '.join(named)}: neither a flag of this job nor a Beam pipeline "
+            "option. See --helpshort for the job's flags.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    return rest
 
 
 def main(argv: list) -> None:
-    for name in ("interactions", "roster", "output_dir"):
-        if not FLAGS[name].value:
-            raise app.UsageError(f"--{name} is required.")
     config = PipelineConfig(
         interactions=FLAGS.interactions,
         roster=FLAGS.roster,
         schools=FLAGS.schools,
         output_dir=FLAGS.output_dir,
-        split_date=FLAGS.split_date,
+        split_date=FLAGS.split_date or None,
+        split_time=FLAGS.split_time,
+        split_quantile=FLAGS.split_quantile,
+        allow_empty_split=FLAGS.allow_empty_split,
+        overwrite=FLAGS.overwrite,
         validation_fraction=FLAGS.validation_fraction,
         vocab_size=FLAGS.vocab_size,
         row_length=FLAGS.row_length,

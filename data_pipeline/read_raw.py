@@ -7,8 +7,9 @@ stages work on large batches); bad ones leave as dead letters ``{"source", "line
 "record"}``; per-chunk counters leave on a ``stats`` output.
 
 Columns follow ``study.data.raw_schema``: canonical names, or the official STUDY release's aliases
-where the canonical name is absent. ``line`` is the 1-based data line of a CSV file (the header is
-line 0) or the 1-based row index of a Parquet file.
+where the canonical name is absent. ``line`` is the physical line of a CSV file (1-based, the
+header is line 1; blank lines are counted there and skipped) or the 1-based row index of a Parquet
+file. A CSV line that is not UTF-8 is a dead letter (``invalid_utf8``), not a failed job.
 
 A file that cannot be read at all (no match, unknown format, missing columns, no data) raises
 ``InputError`` from ``inspect_inputs`` before the pipeline starts.
@@ -50,6 +51,7 @@ class FileKind:
     required: tuple
     optional: tuple
     aliases: dict  # official column -> canonical column
+    required_unless: dict = dataclasses.field(default_factory=dict)  # required -> column replacing it
 
 
 INTERACTIONS = FileKind(
@@ -59,7 +61,11 @@ INTERACTIONS = FileKind(
     raw_schema.INTERACTION_ALIASES,
 )
 ROSTER = FileKind(
-    "roster", raw_schema.ROSTER_COLUMNS, raw_schema.ROSTER_OPTIONAL, raw_schema.ROSTER_ALIASES
+    "roster",
+    raw_schema.ROSTER_COLUMNS,
+    raw_schema.ROSTER_OPTIONAL,
+    raw_schema.ROSTER_ALIASES,
+    raw_schema.ROSTER_REQUIRED_UNLESS,
 )
 SCHOOLS = FileKind(
     "schools", raw_schema.SCHOOL_COLUMNS, raw_schema.SCHOOL_OPTIONAL, raw_schema.SCHOOL_ALIASES
@@ -152,10 +158,15 @@ def resolve_columns(present: list, kind: FileKind, path: str) -> dict:
             columns[canonical] = canonical
         elif alias_for.get(canonical) in present_set:
             columns[canonical] = alias_for[canonical]
-    missing = [c for c in kind.required if c not in columns]
+    missing = [
+        c for c in kind.required if c not in columns and kind.required_unless.get(c) not in columns
+    ]
     if missing:
         wanted = ", ".join(
-            f"{c}" + (f" (or {alias_for[c]})" if c in alias_for else "") for c in missing
+            f"{c}"
+            + (f" (or {alias_for[c]})" if c in alias_for else "")
+            + (f" (or a {kind.required_unless[c]} column)" if c in kind.required_unless else "")
+            for c in missing
         )
         raise InputError(
             f"{kind.name} file {path}: missing required column(s) {wanted}; found columns "
@@ -168,20 +179,128 @@ def _open(path: str):
     return FileSystems.open(path)
 
 
-def _csv_header_and_has_rows(path: str) -> tuple:
-    with _open(path) as handle:
-        reader = pa_csv.open_csv(
-            handle,
-            read_options=pa_csv.ReadOptions(block_size=1 << 16, use_threads=False),
-            parse_options=pa_csv.ParseOptions(invalid_row_handler=lambda row: "skip"),
-        )
-        header = reader.schema.names
-        has_rows = False
-        for batch in reader:
-            if batch.num_rows:
-                has_rows = True
+class CsvLines:
+    """A binary file over a CSV file that hands the CSV parser whole lines and notes, by physical
+    line number (the header is line 1): the blank lines, and the lines that are not UTF-8.
+
+    A line that is not UTF-8 reaches the parser as a blank line (so that one bad byte cannot stop
+    the parser); its text, bad bytes escaped (``\\xff``), is kept in ``not_utf8``. The parser must
+    keep empty lines (``ignore_empty_lines=False``) so that its rows stay one per physical line.
+    """
+
+    def __init__(self, handle, read_size: int):
+        self._handle = handle
+        self._read_size = read_size
+        self._ready = bytearray()  # scanned whole lines not yet handed out
+        self._tail = b""  # the start of a line not complete yet
+        self._eof = False
+        self._next_line = 1  # physical number of the line starting ``_tail``
+        self.blank = set()
+        self.not_utf8 = {}  # line -> text
+
+    closed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._eof and (size is None or size < 0 or len(self._ready) < size):
+            data = self._handle.read(self._read_size)
+            if not data:
+                self._eof = True
+                if self._tail:  # a last line without a line break
+                    self._ready += self._scan(self._tail + b"\n")
                 break
-    return header, has_rows
+            data = self._tail + data
+            cut = data.rfind(b"\n") + 1
+            self._tail = data[cut:]
+            if cut:
+                self._ready += self._scan(data[:cut])
+        size = len(self._ready) if size is None or size < 0 else min(size, len(self._ready))
+        out = bytes(self._ready[:size])
+        del self._ready[:size]
+        return out
+
+    def _scan(self, data: bytes) -> bytes:
+        """Whole lines -> the same with lines that are not UTF-8 blanked; notes blank lines."""
+        first = self._next_line
+        self._next_line += data.count(b"\n")
+        if data.startswith((b"\n", b"\r\n")) or b"\n\n" in data or b"\n\r\n" in data:
+            codes = np.frombuffer(data, dtype=np.uint8)
+            ends = np.flatnonzero(codes == ord("\n"))
+            starts = np.concatenate([[0], ends[:-1] + 1])
+            lengths = ends - starts
+            blank = (lengths == 0) | ((lengths == 1) & (codes[starts] == ord("\r")))
+            self.blank.update((first + np.flatnonzero(blank)).tolist())
+        pieces, position = [], 0
+        while True:
+            try:
+                data[position:].decode("utf-8")
+            except UnicodeDecodeError as error:
+                bad = position + error.start
+                start = data.rfind(b"\n", 0, bad) + 1
+                end = data.index(b"\n", bad)
+                line = first + data.count(b"\n", 0, start)
+                self.not_utf8[line] = data[start:end].rstrip(b"\r").decode("utf-8", "backslashreplace")
+                pieces += [data[position:start], b"\n"]
+                position = end + 1
+                continue
+            if not pieces:
+                return data
+            pieces.append(data[position:])
+            return b"".join(pieces)
+
+
+def _open_csv(source: CsvLines, block_size: int, on_invalid_row, columns=None):
+    """Arrow's streaming CSV reader over ``source``, serial (so that invalid rows carry their
+    physical line number), one row per line, blank lines included; ``columns``: read only these,
+    as strings."""
+    convert_options = None
+    if columns is not None:
+        convert_options = pa_csv.ConvertOptions(
+            include_columns=columns,
+            column_types={c: pa.string() for c in columns},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
+    return pa_csv.open_csv(
+        source,
+        read_options=pa_csv.ReadOptions(block_size=block_size, use_threads=False),
+        parse_options=pa_csv.ParseOptions(
+            invalid_row_handler=on_invalid_row, ignore_empty_lines=False
+        ),
+        convert_options=convert_options,
+    )
+
+
+_PROBE_BYTES = 1 << 16
+
+
+def _csv_header(path: str, kind: FileKind) -> list:
+    with _open(path) as handle:
+        source = CsvLines(handle, _PROBE_BYTES)
+        header = _open_csv(source, _PROBE_BYTES, lambda row: "skip").schema.names
+    if 1 in source.not_utf8:
+        raise InputError(
+            f"{kind.name} file {path}: line 1 (the header) is not UTF-8: "
+            f"{source.not_utf8[1]!r}. Save the file as UTF-8."
+        )
+    if 1 in source.blank:
+        raise InputError(
+            f"{kind.name} file {path}: line 1 is blank. The header must be the first line."
+        )
+    return header
+
+
+def _csv_has_rows(input_file: "InputFile") -> bool:
+    """Whether a CSV file holds a line after the header that is not blank."""
+    for chunk in read_chunks(input_file, _PROBE_BYTES):
+        if len(chunk.lines) or chunk.rejected:
+            return True
+    return False
 
 
 def inspect_file(index: int, path: str, kind: FileKind) -> InputFile:
@@ -193,12 +312,20 @@ def inspect_file(index: int, path: str, kind: FileKind) -> InputFile:
         )
     try:
         if file_format == "csv":
-            header, has_rows = _csv_header_and_has_rows(path)
+            header = _csv_header(path, kind)
         else:
             with _open(path) as handle:
                 parquet = pq.ParquetFile(handle)
                 header = parquet.schema_arrow.names
                 has_rows = parquet.metadata.num_rows > 0
+        input_file = InputFile(
+            index=index,
+            path=path,
+            file_format=file_format,
+            columns=resolve_columns(header, kind, path),
+        )
+        if file_format == "csv":
+            has_rows = _csv_has_rows(input_file)
     except InputError:
         raise
     except (OSError, pa.ArrowException, ValueError) as error:
@@ -206,10 +333,7 @@ def inspect_file(index: int, path: str, kind: FileKind) -> InputFile:
             f"{kind.name} file {path}: cannot be read as {file_format} ({error}). "
             f"Check the file is a valid {file_format} file."
         ) from None
-    columns = resolve_columns(header, kind, path)
-    return InputFile(
-        index=index, path=path, file_format=file_format, columns=columns, has_rows=has_rows
-    )
+    return dataclasses.replace(input_file, has_rows=has_rows)
 
 
 def expand_pattern(patterns: str, kind: FileKind) -> list:
@@ -309,13 +433,23 @@ def parse_timestamps(values) -> tuple:
     return seconds, parsed
 
 
-def read_chunks(input_file: InputFile, chunk_bytes: int):
-    """Yields ``(columns, lines, malformed)`` per chunk of a file.
+class Chunk(NamedTuple):
+    """Part of a file read at once.
 
-    columns: canonical name -> arrow array (CSV: strings); lines: ``[n] int64`` 1-based data line /
-    row index of each good row; malformed: list of ``(line, raw text)`` of CSV lines with a wrong
-    number of fields found while reading this chunk.
+    columns: canonical name -> arrow array (CSV: strings) of the rows; lines: ``[n] int64`` line
+    number of each row (CSV: physical line, the header is line 1; Parquet: 1-based row index);
+    rejected: ``(line, reason, record)`` of lines that gave no row (``malformed_line``, wrong number
+    of fields; ``invalid_utf8``); blank_lines: blank lines skipped (neither a row nor rejected).
     """
+
+    columns: dict
+    lines: np.ndarray
+    rejected: list
+    blank_lines: int = 0
+
+
+def read_chunks(input_file: InputFile, chunk_bytes: int):
+    """Yields the ``Chunk``s of a file, in file order."""
     wanted = input_file.columns  # canonical -> file column
     if input_file.file_format == "parquet":
         with _open(input_file.path) as handle:
@@ -327,32 +461,25 @@ def read_chunks(input_file: InputFile, chunk_bytes: int):
             ):
                 lines = np.arange(next_line, next_line + batch.num_rows, dtype=np.int64)
                 next_line += batch.num_rows
-                yield {c: batch.column(f) for c, f in wanted.items()}, lines, []
+                yield Chunk({c: batch.column(f) for c, f in wanted.items()}, lines, [])
         return
     malformed_lines = []
 
     def on_invalid_row(row):
         # Serial parsing (use_threads=False) gives physical line numbers; the header is line 1.
-        malformed_lines.append((int(row.number) - 1 if row.number else -1, row.text))
+        malformed_lines.append((int(row.number) if row.number else -1, row.text))
         return "skip"
 
     with _open(input_file.path) as handle:
-        reader = pa_csv.open_csv(
-            handle,
-            read_options=pa_csv.ReadOptions(block_size=chunk_bytes, use_threads=False),
-            parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid_row),
-            convert_options=pa_csv.ConvertOptions(
-                include_columns=list(dict.fromkeys(wanted.values())),
-                column_types={f: pa.string() for f in wanted.values()},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
+        source = CsvLines(handle, chunk_bytes)
+        reader = _open_csv(
+            source, chunk_bytes, on_invalid_row, list(dict.fromkeys(wanted.values()))
         )
-        next_line = 1
+        next_line = 2
         pending = []  # malformed lines not yet placed
         for batch in reader:
             pending.extend(malformed_lines)
-            reported = list(malformed_lines)
+            rejected = [(line, "malformed_line", {"text": text}) for line, text in malformed_lines]
             malformed_lines.clear()
             taken = {line for line, _ in pending}
             count = batch.num_rows
@@ -363,22 +490,29 @@ def read_chunks(input_file: InputFile, chunk_bytes: int):
             if count:
                 next_line = int(lines[-1]) + 1
             pending = [(line, text) for line, text in pending if line >= next_line]
-            yield {c: batch.column(f) for c, f in wanted.items()}, lines, reported
+            columns = {c: batch.column(f) for c, f in wanted.items()}
+            blank_lines = 0
+            if source.blank or source.not_utf8:
+                # Blank lines and lines that were not UTF-8 reached the parser as rows of "".
+                marked = np.fromiter(source.blank | source.not_utf8.keys(), dtype=np.int64)
+                skipped = np.isin(lines, marked)
+                for line in lines[skipped].tolist():
+                    if line in source.not_utf8:
+                        rejected.append((line, "invalid_utf8", {"text": source.not_utf8.pop(line)}))
+                    else:
+                        source.blank.discard(line)
+                        blank_lines += 1
+                keep = ~skipped
+                lines = lines[keep]
+                columns = {c: values.filter(pa.array(keep)) for c, values in columns.items()}
+            yield Chunk(columns, lines, rejected, blank_lines)
         if malformed_lines:
-            yield {c: pa.array([], pa.string()) for c in wanted}, np.zeros(0, np.int64), list(
-                malformed_lines
-            )
+            rejected = [(line, "malformed_line", {"text": text}) for line, text in malformed_lines]
+            yield Chunk({c: pa.array([], pa.string()) for c in wanted}, np.zeros(0, np.int64), rejected)
 
 
 def _dead_letter(source: str, line: int, reason: str, record: dict) -> dict:
     return {"source": source, "line": int(line), "reason": reason, "record": record}
-
-
-def _malformed_letters(input_file: InputFile, malformed: list) -> list:
-    return [
-        _dead_letter(input_file.path, line, "malformed_line", {"text": text})
-        for line, text in malformed
-    ]
 
 
 class _ReadFileDoFn(beam.DoFn, abc.ABC):
@@ -391,16 +525,18 @@ class _ReadFileDoFn(beam.DoFn, abc.ABC):
         self._num_buckets = num_buckets
 
     def process(self, input_file: InputFile):
-        for columns, lines, malformed in read_chunks(input_file, self._chunk_bytes):
-            stats = {f"{self.kind.name}/rows_in": len(lines) + len(malformed)}
-            for letter in _malformed_letters(input_file, malformed):
-                stats[f"{self.kind.name}/dead/malformed_line"] = (
-                    stats.get(f"{self.kind.name}/dead/malformed_line", 0) + 1
+        for chunk in read_chunks(input_file, self._chunk_bytes):
+            stats = {f"{self.kind.name}/rows_in": len(chunk.lines) + len(chunk.rejected)}
+            if chunk.blank_lines:
+                stats[f"{self.kind.name}/blank_lines"] = chunk.blank_lines
+            for line, reason, record in chunk.rejected:
+                key = f"{self.kind.name}/dead/{reason}"
+                stats[key] = stats.get(key, 0) + 1
+                yield beam.pvalue.TaggedOutput(
+                    DEAD_LETTER, _dead_letter(input_file.path, line, reason, record)
                 )
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, letter)
-            if len(lines):
-                for output in self.validate(input_file, columns, lines, stats):
-                    yield output
+            if len(chunk.lines):
+                yield from self.validate(input_file, chunk.columns, chunk.lines, stats)
             yield beam.pvalue.TaggedOutput(STATS, stats)
 
     @abc.abstractmethod
@@ -469,9 +605,17 @@ class ReadRosterFileDoFn(_ReadFileDoFn):
         missing_school = ~missing_student & (texts["school_id"] == "")
         yield from self._reject(input_file, texts, lines, missing_student, "missing_student_id", stats)
         yield from self._reject(input_file, texts, lines, missing_school, "missing_school_id", stats)
+        rejected = missing_student | missing_school
+        for column, replacement in self.kind.required_unless.items():
+            if column not in texts:  # the file has ``replacement`` instead: every row needs it
+                missing = ~rejected & (texts[replacement] == "")
+                yield from self._reject(
+                    input_file, texts, lines, missing, f"missing_{replacement}", stats
+                )
+                rejected |= missing
         orders = input_order(input_file.index, lines)
         names = list(texts)
-        kept = np.flatnonzero(~(missing_student | missing_school))
+        kept = np.flatnonzero(~rejected)
         buckets = student_buckets(texts["student_id"][kept], self._num_buckets)
         by_bucket = {}
         for i, bucket in zip(kept.tolist(), buckets.tolist()):

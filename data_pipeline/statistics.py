@@ -64,6 +64,8 @@ def nested_stats(counters: dict) -> dict:
             )
         if rows_in or kind != "schools":
             stats["inputs"][kind] = entry
+    # Blank lines of CSV inputs: skipped, neither rows in nor dead letters.
+    stats["blank_lines"] = {kind: counters.get(f"{kind}/blank_lines", 0) for kind in stats["inputs"]}
     for split in row_format.SPLITS:
         prefix = f"split/{split}/"
         interactions = counters.get(prefix + "interactions", 0)
@@ -101,14 +103,15 @@ def stats_markdown(stats: dict) -> str:
         "",
         "## Inputs and dead letters",
         "",
-        "| input | rows in | kept | dead-lettered | reasons |",
-        "|---|---:|---:|---:|---|",
+        "| input | rows in | kept | dead-lettered | reasons | blank lines skipped |",
+        "|---|---:|---:|---:|---|---:|",
     ]
     for kind, entry in stats["inputs"].items():
         reasons = ", ".join(f"{r}: {n:,}" for r, n in entry["dead_letter_reasons"].items()) or "-"
         lines.append(
             f"| {kind} | {entry['rows_in']:,} | {entry['rows_kept']:,} | "
-            f"{entry['rows_dead_lettered']:,} | {reasons} |"
+            f"{entry['rows_dead_lettered']:,} | {reasons} | "
+            f"{stats.get('blank_lines', {}).get(kind, 0):,} |"
         )
     return "\n".join(lines) + "\n"
 

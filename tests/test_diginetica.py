@@ -1,5 +1,6 @@
 """DIGINETICA loader: SR-GNN's filtering, date split, item numbering and augmentation on a hand-made file;
-bad input; rows and the processed dataset; the shared sample against an independent pandas count."""
+bad input; rows and the processed dataset; a hand-written file in the sample's format (always) and the shared
+sample (when ../shared/data has it) against an independent pandas count."""
 
 import datetime
 import json
@@ -13,6 +14,7 @@ from study.data import input_pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(REPO, "..", "shared", "data", "sessions_diginetica_sample", "sample_train-item-views.csv")
+FIXTURE = os.path.join(REPO, "tests", "fixtures", "diginetica_item_views.csv")  # hand-written, same format
 A, B, C, D, E = "100", "200", "300", "400", "500"
 
 # (session, item, timeframe ms, date). Counts over sessions of >= 2 clicks: A 6, B 5, C 5, E 5, D 4 (rare).
@@ -108,13 +110,13 @@ def test_rows_and_processed_dataset(tmp_path):
     assert batch["row_valid"].tolist() == [1, 0]
 
 
-@pytest.mark.skipif(not os.path.exists(SAMPLE), reason="shared DIGINETICA sample not present")
-def test_shared_sample_matches_an_independent_pandas_count():
+def assert_matches_an_independent_pandas_count(path):
+    """SR-GNN's preprocessing redone with pandas on the file at ``path``; the loader's counts must agree."""
     import pandas as pd
 
-    splits, report = diginetica.load_splits(SAMPLE)
-    assert report.views == 12_391 and not report.skipped
-    frame = pd.read_csv(SAMPLE, sep=";")
+    splits, report = diginetica.load_splits(path)
+    frame = pd.read_csv(path, sep=";")
+    assert report.views == len(frame) and not report.skipped
     lengths = frame.groupby("session_id").size()
     frame = frame[frame.session_id.isin(lengths[lengths > 1].index)]
     counts = frame.item_id.value_counts()
@@ -128,3 +130,31 @@ def test_shared_sample_matches_an_independent_pandas_count():
     assert splits.stats["test_sessions"] + splits.stats["test_sessions_dropped_unseen_items"] == (
         (day >= test_start).sum())
     assert splits.vocab.vocab_size - 3 == frame[frame.session_id.isin(train_ids)].item_id.nunique()
+    return splits, report
+
+
+def test_fixture_in_the_sample_format_by_hand_and_against_pandas():
+    """tests/fixtures/diginetica_item_views.csv: 42 views in the DIGINETICA sample's format (hand-written).
+
+    By hand: sessions 2 and 15 have one click; 77104 (3), 55555 (2), 40404 (4) and 60606 (1) are rare, which
+    empties or shortens sessions 5, 9, 12 and 13; the last day is 2016-05-20, so the test period starts on
+    2016-05-14: sessions 1, 3, 4, 6, 7, 8, 10 train, 11, 14, 16 test. Items are numbered in order of first
+    click in session 1 (clicks ordered by timeframe): 9654, 32118, 81766, 31331 -> 3, 4, 5, 6."""
+    splits, report = assert_matches_an_independent_pandas_count(FIXTURE)
+    assert report.views == 42
+    assert splits.vocab.items == ("9654", "32118", "81766", "31331")
+    assert {key: splits.stats[key] for key in (
+        "sessions", "sessions_dropped_length_1", "items_dropped_rare", "sessions_dropped_rare_items",
+        "train_sessions", "test_sessions")} == {
+        "sessions": 16, "sessions_dropped_length_1": 2, "items_dropped_rare": 4, "sessions_dropped_rare_items": 4,
+        "train_sessions": 7, "test_sessions": 3}
+    assert [(s.session_id, s.items) for s in splits.train] == [
+        (1, (3, 4, 5, 6)), (3, (3, 5, 3)), (4, (6, 4)), (6, (5, 4, 6)), (7, (3, 6)), (8, (5, 3, 4, 6)), (10, (5, 4))]
+    assert [(s.session_id, s.items) for s in splits.test] == [(11, (3, 5, 4)), (14, (3, 5, 4)), (16, (4, 3))]
+    assert splits.test_start == datetime.date(2016, 5, 14)
+
+
+@pytest.mark.skipif(not os.path.exists(SAMPLE), reason="shared DIGINETICA sample not present (../shared/data)")
+def test_shared_sample_matches_an_independent_pandas_count():
+    _, report = assert_matches_an_independent_pandas_count(SAMPLE)
+    assert report.views == 12_391

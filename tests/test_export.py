@@ -212,6 +212,40 @@ def test_loading_an_incomplete_directory_is_a_clear_error(tmp_path):
         serving_artifact.load_artifact(str(tmp_path))
 
 
+def test_export_run_exports_the_checkpoint_a_short_training_run_wrote(tmp_path):
+    """`study export` (export_run) end to end in the default run: a 2-step `study train` run of a tiny model on a
+    tiny dataset writes a checkpoint; the artifact exported from it ranks like the restored parameters."""
+    from study.commands import export as export_command, train as train_command
+    from study.tasks import build_task
+    from study.train import loop
+    from tests.test_input_pipeline import write_dataset
+    from tests.test_trainer import tiny_config
+
+    data_dir, run_dir = tmp_path / "data", str(tmp_path / "run")
+    write_dataset(data_dir, rows_per_split={"train": 16, "validation": 8}, num_shards=1,
+                  vocab_size=reserved_ids.NUM_RESERVED + NUM_ITEMS)
+    vocab_path = str(tmp_path / "vocab.json")  # the raw item ids of the dataset's 20 items
+    vocabulary.save_vocab(vocabulary.Vocabulary(items=RAW_ITEMS), vocab_path)
+    config = tiny_config(data_dir)
+    config.update(steps=2, checkpoint_every=2, batch_size=4, log_every=1)
+    train_command.train(config, run_dir)
+    assert sorted(os.listdir(os.path.join(run_dir, "checkpoints"))) == ["2"]
+
+    out_dir = str(tmp_path / "artifact")
+    export_command.export_run(config, run_dir, out_dir, vocab_path=vocab_path, top_k=5)
+    recommender = serving_artifact.load_artifact(out_dir)
+    assert recommender.top_k == 5 and recommender.attention == "study"
+    task = build_task(config)
+    state = loop.restore_state(task, task.config, run_dir)
+    assert int(state.step) == 2
+    rows = [recommender.build_row([("b1", 10), ("b2", 20)], {"c": [("b7", 15)]}, grade=2)[0],
+            recommender.build_row([], {"c": [("b3", 5)]})[0]]
+    ids, scores = recommender.score_rows(rows)
+    expected_ids, expected_scores = reference_top_k(task.config.model, jax.device_get(state.params), rows, top_k=5)
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_allclose(scores, expected_scores, atol=1e-4)
+
+
 @pytest.mark.slow  # builds and checkpoints the smoke preset's train state (about a minute on 2 CPU cores)
 def test_export_run_restores_the_latest_checkpoint(tmp_path):
     """`study export` (export_run): a checkpoint saved like the trainer's becomes an artifact ranking like its params."""

@@ -16,7 +16,7 @@ s3,sch,4
 s3,sch,4
 s4,,4
 """
-# Data lines (1-based after the header), with what is wrong.
+# Physical lines (the header is line 1), with what is wrong.
 INTERACTIONS = """student_id,item_id,timestamp
 s1,a,2020-09-01
 s1,b,2020-09-02,extra
@@ -31,15 +31,15 @@ s1,a,1599350400
 s4,a,2020-09-08
 """
 EXPECTED_DEAD = {
-    ("interactions.csv", 2, "malformed_line"),
-    ("interactions.csv", 3, "unparseable_timestamp"),
-    ("interactions.csv", 4, "missing_student_id"),
-    ("interactions.csv", 5, "missing_item_id"),
-    ("interactions.csv", 7, "duplicate_event"),
-    ("interactions.csv", 8, "student_not_in_roster"),
-    ("interactions.csv", 11, "student_not_in_roster"),  # s4's roster row has no school
-    ("roster.csv", 4, "duplicate_roster_entry"),
-    ("roster.csv", 5, "missing_school_id"),
+    ("interactions.csv", 3, "malformed_line"),
+    ("interactions.csv", 4, "unparseable_timestamp"),
+    ("interactions.csv", 5, "missing_student_id"),
+    ("interactions.csv", 6, "missing_item_id"),
+    ("interactions.csv", 8, "duplicate_event"),
+    ("interactions.csv", 9, "student_not_in_roster"),
+    ("interactions.csv", 12, "student_not_in_roster"),  # s4's roster row has no school
+    ("roster.csv", 5, "duplicate_roster_entry"),
+    ("roster.csv", 6, "missing_school_id"),
 }
 
 
@@ -56,6 +56,7 @@ def bad_run(tmp_path_factory):
         row_length=4,
         segment_length=2,
         num_packings=1,
+        allow_empty_split=True,  # every interaction is in the first school year: no later period
     )
     return out, build_dataset.build_dataset(config)
 
@@ -78,7 +79,7 @@ def test_counts_add_up(bad_run):
     _, stats = bad_run
     interactions = stats["inputs"]["interactions"]
     assert interactions["rows_in"] == 11
-    # Kept: s1 a (line 1), s2 a (line 6), s3 a (line 9), s1 a (line 10: 2020-09-06, not a duplicate).
+    # Kept: s1 a (line 2), s2 a (line 7), s3 a (line 10), s1 a (line 11: 2020-09-06, not a duplicate).
     assert interactions["rows_kept"] == 4
     assert interactions["rows_dead_lettered"] == 7
     assert interactions["dead_letter_reasons"] == {

@@ -84,7 +84,8 @@ def test_read_csv_chunks_keep_line_numbers(tmp_path):
         kept_lines = outputs.good | beam.FlatMap(
             lambda kv: (read_raw.order_to_file_line(o)[1] for o in kv[1].orders)
         )
-        assert_that(kept_lines, equal_to([i for i in range(1, 41) if i != 17]), label="lines")
+        # Physical line numbers: the header is line 1, data line i is line i + 1.
+        assert_that(kept_lines, equal_to([i + 1 for i in range(1, 41) if i != 17]), label="lines")
         # Every student lands in the bucket of its id, whatever chunk it is read in.
         assert_that(
             outputs.good
@@ -95,7 +96,7 @@ def test_read_csv_chunks_keep_line_numbers(tmp_path):
         )
         assert_that(
             outputs.dead_letter | beam.Map(lambda l: (l["line"], l["reason"])),
-            equal_to([(17, "malformed_line")]),
+            equal_to([(18, "malformed_line")]),
             label="dead",
         )
         assert_that(

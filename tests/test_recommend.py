@@ -1,6 +1,7 @@
 """Tests of the serving row and recommendations (study.serve.serving_artifact, study.serve.recommend)."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -171,9 +172,11 @@ def test_recommend_from_file(study_recommender, tmp_path):
     ]
     requests_path, output_path = tmp_path / "requests.json", tmp_path / "responses.json"
     requests_path.write_text(json.dumps({"requests": requests}))
-    returned = recommend.recommend_from_file(study_recommender.path, str(requests_path), 3, str(output_path))
+    returned = recommend.recommend_from_file(study_recommender.path, str(requests_path), 3, str(output_path),
+                                             batch_size=1)
     written = json.loads(output_path.read_text())
-    assert written == json.loads(json.dumps(returned))
+    assert returned == {"artifact": study_recommender.path, "k": 3, "num_responses": 2, "output": str(output_path)}
+    assert (written["artifact"], written["k"]) == (study_recommender.path, 3)
     assert [response["id"] for response in written["responses"]] == ["alice", 1]
     alice = study_recommender.recommend([("b1", 100), ("b2", 200)], {"bob": [("b3", 150)]}, grade=4, k=3)
     assert [(r["item_id"], r["score"]) for r in written["responses"][0]["recommendations"]] == \
@@ -184,14 +187,51 @@ def test_recommend_from_file(study_recommender, tmp_path):
 
 def test_recommend_from_file_names_the_file_and_request(study_recommender, tmp_path):
     requests_path = tmp_path / "requests.json"
-    requests_path.write_text(json.dumps([{"history": []}, {"history": [["b1", "yesterday"]]}]))
-    with pytest.raises(ValueError, match=r"requests.json: request 1: history\[0\]: timestamp"):
-        recommend.recommend_from_file(study_recommender.path, str(requests_path), 3)
+    requests_path.write_text(json.dumps([{"history": []}, {"history": [["b1", "yesterday"]]}], indent=1))
+    output_path = tmp_path / "responses.json"
+    with pytest.raises(ValueError, match=r"requests.json: request 1 \(line 5\): history\[0\]: timestamp"):
+        recommend.recommend_from_file(study_recommender.path, str(requests_path), 3, str(output_path))
+    assert sorted(os.listdir(tmp_path)) == ["requests.json"]  # no partial output, no temporary file left
     requests_path.write_text("{not json")
-    with pytest.raises(ValueError, match="is not valid JSON"):
+    with pytest.raises(ValueError, match="is not valid JSON: line 1"):
         recommend.recommend_from_file(study_recommender.path, str(requests_path), 3)
 
 
-def test_cli_requires_its_flags(capsys):
-    assert recommend.main(["recommend", "--k=3"]) == 2
-    assert "--artifact, --requests" in capsys.readouterr().err
+@pytest.mark.parametrize("text, message", [
+    ('[{"history": []}, {"history": []}', r"not valid JSON: line 1: expected ',' or '\]'"),
+    ('[{"history": []}] [', "extra data after the requests"),
+    ('{"request": []}', 'no "requests" list'),
+    ('"history"', r"expected a JSON list"),
+    ('[{"history": []},\n {"history": [["b1", 1]], "k": 0}]', r"request 1 \(line 2\): k must be an integer"),
+])
+def test_malformed_requests_files_are_errors_naming_file_and_line(study_recommender, tmp_path, text, message):
+    requests_path, output_path = tmp_path / "requests.json", tmp_path / "responses.json"
+    requests_path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        recommend.recommend_from_file(study_recommender.path, str(requests_path), 3, str(output_path))
+    assert not output_path.exists()
+
+
+def test_streamed_reader_matches_json_load_across_chunks(monkeypatch, tmp_path):
+    """Requests that straddle the reader's chunks (a 7-character chunk here) come back as json.load reads them."""
+    monkeypatch.setattr(recommend, "CHUNK_CHARS", 7)
+    requests = [{"id": n, "history": [[f"b{n}", 1000 + n]] * (n % 3), "grade": n % 12, "k": 1 + n % 5,
+                 "exclude": ["b1"], "query_time": 123456789 + n} for n in range(40)]
+    path = tmp_path / "requests.json"
+    for payload in (requests, {"version": 1, "requests": requests, "note": [1, {"x": "]"}]}):
+        path.write_text(json.dumps(payload, indent=2))
+        read = list(recommend.iter_requests(str(path)))
+        assert [request for _, request in read] == requests
+        lines = path.read_text().splitlines()
+        assert all(lines[line - 1].strip().startswith("{") for line, _ in read)
+
+
+def test_batches_give_the_same_answers_as_one_call(study_recommender):
+    requests = [{"history": [[f"b{n % 20}", 100 * n], [f"b{(3 * n) % 20}", 100 * n + 50]],
+                 "classmates": {"c": [[f"b{(7 * n) % 20}", 100 * n + 10]]}, "k": 1 + n % 4} for n in range(11)]
+    expected = [study_recommender.recommend_batch([request], k=3)[0] for request in requests]
+    for batch_size in (1, 4, 11, 64):
+        streamed = list(study_recommender.recommend_stream(iter(requests), k=3, batch_size=batch_size))
+        assert [[item for item, _ in ranked] for ranked in streamed] == [[i for i, _ in r] for r in expected]
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        study_recommender.recommend_batch(requests, batch_size=0)

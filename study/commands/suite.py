@@ -1,7 +1,7 @@
 """`study suite`: train (where they train), evaluate and compare several models on one processed dataset.
 
-    python -m study.commands.suite --data_dir=data/processed --workdir=runs/suite \
-        --models=study,individual,study_two_stream,knn,samn,srgnn --preset=default \
+    python -m study.commands.suite --data_dir=data/processed --workdir=runs/suite \\
+        --models=study,individual,study_two_stream,knn,samn,srgnn --preset=default \\
         [--override=steps=1500,batch_size=64] [--split=test] [--num_bootstrap=50]
 
 Each model is a config file of ``configs/`` (``--models=study`` is ``configs/study.py``) at the preset;
@@ -21,8 +21,9 @@ import time
 import ml_collections
 import numpy as np
 import pandas as pd
-from absl import app, flags
+from absl import flags
 
+from study import cli
 from study.eval import bootstrap, metrics, reports
 
 FLAGS = flags.FLAGS
@@ -217,11 +218,29 @@ def _define_flags():
     flags.mark_flags_as_required(["data_dir", "workdir"])
 
 
+def check_flags() -> dict:
+    """Checks the suite's inputs before any training or writing; returns the parsed ``--override``."""
+    from study.commands.flags import check_data_dir, check_output_dir
+
+    check_data_dir(FLAGS.data_dir, "--data_dir")
+    check_output_dir(FLAGS.workdir, "--workdir")
+    if not FLAGS.models:
+        raise cli.InputError("--models is empty: name config files of configs/, e.g. --models=study,individual")
+    try:
+        overrides = parse_overrides(FLAGS.override)
+        for name in FLAGS.models:
+            config, _, _ = model_config(name, FLAGS.preset, FLAGS.data_dir, overrides)
+            check_data_dir(FLAGS.data_dir, "--data_dir", dataset=config.get("dataset") or None)
+    except ValueError as error:
+        raise cli.InputError(str(error)) from None
+    return overrides
+
+
 def main(argv):
     del argv
-    summary = run_suite(FLAGS.data_dir, FLAGS.workdir, FLAGS.models, FLAGS.preset,
-                        parse_overrides(FLAGS.override), FLAGS.split, FLAGS.num_bootstrap, FLAGS.reevaluate,
-                        FLAGS.train)
+    overrides = check_flags()
+    summary = run_suite(FLAGS.data_dir, FLAGS.workdir, FLAGS.models, FLAGS.preset, overrides, FLAGS.split,
+                        FLAGS.num_bootstrap, FLAGS.reevaluate, FLAGS.train)
     with open(summary["comparison"]["table"], encoding="utf-8") as handle:
         print(handle.read())
     for name, entry in summary["models"].items():
@@ -231,4 +250,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    cli.run(main)

@@ -11,6 +11,10 @@ INTERACTION_OPTIONAL = ("duration_s", "correct")
 # Canonical roster file.
 ROSTER_COLUMNS = ("student_id", "school_id", "grade")
 ROSTER_OPTIONAL = ("classroom_id", "district_id", "wealth_indicator")
+# Required roster columns that another column makes optional: with classroom_id the classroom key
+# needs no grade (a row without a classroom_id is then unusable), and the grade is unknown
+# (``row_format.grade_code("")`` = 0, the row format's unknown grade).
+ROSTER_REQUIRED_UNLESS = {"grade": "classroom_id"}
 
 # Optional school file (official release): school -> district.
 SCHOOL_COLUMNS = ("school_id", "district_id")

@@ -1,4 +1,4 @@
-"""Export a trained sequence recommender as a self-contained serving artifact (DESIGN.md section 6).
+"""Export a trained sequence recommender as a self-contained serving artifact (``docs/serving.md``).
 
 The artifact is a directory that a fresh process loads with ``study.serve.serving_artifact`` alone,
 without the model or training code:

@@ -37,7 +37,7 @@ Usage::
 import json
 import numbers
 import os
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -50,6 +50,10 @@ SUPPORTED_FORMAT_VERSIONS = (1,)
 MANIFEST_FILE = "manifest.json"
 SEQUENCE_INPUTS = ("item_ids", "timestamps", "student_index", "positions")
 INT32_MAX = np.iinfo(np.int32).max
+# Requests scored per model call by ``recommend_batch`` / ``recommend_stream``; with the default model
+# (row_length 65, 2,003 ids) the logits of one call take about 256 * 65 * 2003 * 4 B = 133 MB.
+DEFAULT_BATCH_SIZE = 256
+REQUEST_FIELDS = frozenset({"id", "history", "classmates", "grade", "query_time", "exclude", "k"})
 
 
 def _read_json(path: str) -> Any:
@@ -325,31 +329,61 @@ class Recommender:
             k=k,
         )[0]
 
-    def recommend_batch(self, requests: Sequence[Mapping[str, Any]], k: int = 10) -> list[list[tuple[str, float]]]:
-        """``recommend`` for many requests in one model call; each request is a dict with key
-        ``history`` and optional ``classmates``, ``grade``, ``query_time``, ``exclude``, ``k``."""
+    def recommend_batch(self, requests: Sequence[Mapping[str, Any]], k: int = 10,
+                        batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[tuple[str, float]]]:
+        """``recommend`` for many requests, ``batch_size`` model rows per call; each request is a dict with
+        key ``history`` and optional ``classmates``, ``grade``, ``query_time``, ``exclude``, ``k``, ``id``."""
+        return list(self.recommend_stream(requests, k=k, batch_size=batch_size))
+
+    def recommend_stream(self, requests: Iterable[Mapping[str, Any]], k: int = 10,
+                         batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[list[tuple[str, float]]]:
+        """Yields the ranked ``[(raw_item_id, log_probability)]`` of each request of ``requests`` in order.
+
+        ``requests`` may be any iterable (a generator reading a file): at most ``batch_size`` requests are
+        held and scored at once, so memory does not grow with the number of requests. Model outputs per
+        call: ``[batch_size, row_length, top_k]`` ids and scores; a fixed-batch artifact is called in its
+        own batch size. Raises ValueError ``request <number>: ...`` (numbers count from 0) for a malformed
+        request, after yielding the answers of the batches before it.
+        """
         k = self._check_k(k)
-        rows, query_indices, ks = [], [], []
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        pending = []
         for number, request in enumerate(requests):
-            if not isinstance(request, Mapping) or "history" not in request:
-                raise ValueError(f"request {number} must be a dict with at least a 'history' key")
-            unknown = set(request) - {"history", "classmates", "grade", "query_time", "exclude", "k", "id"}
-            if unknown:
-                raise ValueError(f"request {number} has unknown fields {sorted(unknown)}")
-            try:
-                row, query_index = self.build_row(
-                    request["history"], request.get("classmates"), request.get("grade"),
-                    query_time=request.get("query_time"),
-                )
-                ks.append(k if request.get("k") is None else self._check_k(request["k"]))
-            except ValueError as error:
-                raise ValueError(f"request {number}: {error}") from None
-            rows.append(row)
-            query_indices.append(query_index)
-        ids, scores = self.score_rows(rows)
+            pending.append(self._prepare(number, request, k))
+            if len(pending) == batch_size:
+                yield from self._answer(pending)
+                pending = []
+        if pending:
+            yield from self._answer(pending)
+
+    def _prepare(self, number: int, request, k: int) -> tuple:
+        """Request number ``number`` -> ``(row, query_index, k, exclude)``; ValueError naming the request."""
+        if not isinstance(request, Mapping) or "history" not in request:
+            raise ValueError(f"request {number} must be a dict with at least a 'history' key")
+        unknown = set(request) - REQUEST_FIELDS
+        if unknown:
+            raise ValueError(f"request {number} has unknown fields {sorted(unknown)}; the fields are "
+                             f"{sorted(REQUEST_FIELDS)}")
+        try:
+            row, query_index = self.build_row(
+                request["history"], request.get("classmates"), request.get("grade"),
+                query_time=request.get("query_time"),
+            )
+            request_k = k if request.get("k") is None else self._check_k(request["k"])
+            exclude = request.get("exclude")
+            if exclude is not None and (isinstance(exclude, (str, bytes, Mapping)) or not isinstance(exclude, Iterable)):
+                raise ValueError(f"exclude must be a list of raw item ids, got {type(exclude).__name__}")
+        except ValueError as error:
+            raise ValueError(f"request {number}: {error}") from None
+        return row, query_index, request_k, exclude
+
+    def _answer(self, prepared: Sequence[tuple]) -> list[list[tuple[str, float]]]:
+        """Scores prepared requests in one ``score_rows`` call; their ranked lists in order."""
+        ids, scores = self.score_rows([row for row, _, _, _ in prepared])
         return [
-            self._ranked(ids[n, query_indices[n]], scores[n, query_indices[n]], ks[n], request.get("exclude"))
-            for n, request in enumerate(requests)
+            self._ranked(ids[n, query], scores[n, query], request_k, exclude)
+            for n, (_, query, request_k, exclude) in enumerate(prepared)
         ]
 
 
