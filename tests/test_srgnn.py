@@ -47,14 +47,14 @@ def dense_adjacency(session, row_length=None):
     def graphs_and_means(batch):
         prefix = srgnn.prefix_session_graphs(batch["item_ids"], batch["student_index"], batch["positions"])
         # one-hot of each slot's click position: neighbour means of it are the adjacency rows.
-        features = jax.nn.one_hot(prefix.click, row_length)
+        features = jax.nn.one_hot(prefix.position[prefix.click], row_length)
         return prefix, (srgnn.neighbour_mean(prefix.graphs, features, "out"),
                         srgnn.neighbour_mean(prefix.graphs, features, "in"))
 
     prefix, (out_mean, in_mean) = graphs_and_means(batch)
-    query = len(session)  # graph of row 0, position `query`
+    query = len(session)  # click slot (= row position: every position of the row is a click) of the query
     nodes = np.flatnonzero(np.asarray(prefix.is_node) & (np.asarray(prefix.graph) == query))
-    clicks = np.asarray(prefix.click)[nodes]
+    clicks = np.asarray(prefix.position)[np.asarray(prefix.click)[nodes]]
     return np.asarray(out_mean)[nodes][:, clicks], np.asarray(in_mean)[nodes][:, clicks], clicks
 
 
@@ -91,18 +91,21 @@ def test_prefix_graphs_of_every_position_packed_without_padding_slots():
     for budget in (0, 10):
         prefix = srgnn.prefix_session_graphs(batch["item_ids"], batch["student_index"], batch["positions"],
                                              node_budget=budget)
-        assert int(prefix.num_pairs) == 10
         assert prefix.graphs.nodes.shape == ((7 * 6 // 2) if budget == 0 else 10,)
-        np.testing.assert_array_equal(prefix.has_history[0], [0, 1, 1, 1, 1, 0, 0])  # PAD is no query
         graph = np.asarray(prefix.graph)[:10]
         np.testing.assert_array_equal(np.asarray(prefix.graphs.n_node)[:7], [0, 1, 2, 3, 4, 0, 0])
         np.testing.assert_array_equal(np.bincount(graph, weights=np.asarray(prefix.is_node)[:10], minlength=7),
                                       [0, 1, 2, 3, 3, 0, 0])  # graph of position 4: v2 once
         np.testing.assert_array_equal(np.bincount(graph, weights=np.asarray(prefix.graphs.edges)[:10],
                                                   minlength=7), [0, 0, 1, 2, 3, 0, 0])
-        # The last click of each prefix and its node (v2's node is its first click, position 1).
-        click = np.asarray(prefix.click)
-        np.testing.assert_array_equal(click[np.asarray(prefix.last_node)[0, 1:5]], [0, 1, 2, 1])
+        # Click slots are the row's 5 clicks; the last click of each prefix and its node (v2's node is its
+        # first click, position 1); positions without history are scored by slot C = 7 (no history).
+        position = np.asarray(prefix.position)
+        np.testing.assert_array_equal(position[:5], [0, 1, 2, 3, 4])
+        np.testing.assert_array_equal(position[np.asarray(prefix.click)[np.asarray(prefix.last_node)[1:5]]],
+                                      [0, 1, 2, 1])
+        np.testing.assert_array_equal(prefix.scored_by[0], [7, 1, 2, 3, 4, 7, 7])
+        assert (int(prefix.num_clicks), int(prefix.num_pairs)) == (5, 10)
         # Every edge joins two nodes of one graph; unused slots are the last graph's.
         senders, receivers = np.asarray(prefix.graphs.senders), np.asarray(prefix.graphs.receivers)
         edges = np.asarray(prefix.graphs.edges) > 0
@@ -240,19 +243,21 @@ def test_padding_and_batch_neighbours_never_change_results(model_and_params):
 
 def test_node_budget_changes_speed_not_results(model_and_params):
     _, params = model_and_params
-    # 28 + 3 pairs: a budget of 31 fits exactly, 12 overflows (the model then runs at the worst case, 66).
+    # 8 + 3 clicks and 28 + 3 pairs: budgets (11, 31) fit exactly; (10, 31) and (24, 12) overflow, and the
+    # model then runs at the worst case, (24, 132).
     batch = individual_batch([[5, 6, 7, 6, 8, 6, 6, 9], [10, 11, 10]], 12)
     prefix = srgnn.prefix_session_graphs(batch["item_ids"], batch["student_index"], batch["positions"])
-    assert int(prefix.num_pairs) == 31 and srgnn.worst_case_pairs(2, 12) == 132
+    assert (int(prefix.num_clicks), int(prefix.num_pairs)) == (11, 31)
+    assert srgnn.worst_case_budgets(2, 12) == (24, 132)
 
-    def logits_and_grads(budget):
-        model = srgnn.SRGNN(vocab_size=20, emb_dim=8, gnn_steps=2, node_budget=budget)
+    def logits_and_grads(budgets):
+        model = srgnn.SRGNN(vocab_size=20, emb_dim=8, gnn_steps=2, click_budget=budgets[0], node_budget=budgets[1])
         loss = lambda p: jnp.sum(jnp.sin(model.apply({"params": p}, batch)))  # noqa: E731
         return jax.jit(lambda p: (model.apply({"params": p}, batch), jax.grad(loss)(p)))(params)
 
-    expected_logits, expected_grads = logits_and_grads(0)
-    for budget in (31, 12):
-        logits, grads = logits_and_grads(budget)
+    expected_logits, expected_grads = logits_and_grads((0, 0))
+    for budgets in ((11, 31), (10, 31), (24, 12)):
+        logits, grads = logits_and_grads(budgets)
         np.testing.assert_allclose(logits, expected_logits, rtol=1e-5, atol=1e-6)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grads, expected_grads)
 

@@ -38,19 +38,23 @@ popularity prior); the paper never predicts a first click, and :func:`session_ne
 paper's targets only. ``OOV`` clicks share one node, like any repeated item.
 
 **Packed layout** (:func:`prefix_session_graphs`). Work is proportional to the real sessions, not to the row
-length: the batch's graphs are one ``jraph.GraphsTuple`` of ``node_budget`` node slots, one slot per
-*(query position, earlier click of its student)* pair, i.e. ``n (n - 1) / 2`` slots for a session of ``n``
-clicks in a row of any length. The slot of pair ``(i, j)`` is the node of click ``j``'s item in the graph of
-position ``i`` when ``j`` is that item's first click, and an isolated padding node otherwise; it is also the
-edge slot of the transition into click ``j`` (weight 0 for a first click). Graph ``b * L + i`` holds
-position ``i`` of row ``b``'s pairs (contiguous, as ``jraph`` wants), a last graph the unused slots. The
-readout sums over the pairs of a graph, so a click of a repeated item counts once per click.
+length: a batch's clicks (row positions holding an item) are packed into ``click_budget`` click slots, and its
+prefix graphs into one ``jraph.GraphsTuple`` of ``node_budget`` node slots, one per *(query click, earlier
+click of its student)* pair: ``n`` click slots and ``n (n - 1) / 2`` node slots for a session of ``n`` clicks,
+in a row of any length. The slot of pair ``(i, j)`` is the node of click ``j``'s item in the graph of click
+``i`` when ``j`` is that item's first click, and an isolated padding node otherwise; it is also the edge slot of
+the transition into click ``j`` (weight 0 for a first click). Graph ``q`` (the prefix before click slot ``q``)
+holds its pairs contiguously, as ``jraph`` wants, and a last graph the unused slots. The linear maps of the
+first GNN step run once per click slot, the readout sums over the pairs of a graph (a click of a repeated item
+counts once per click), and the scores are computed once per click slot plus one row for every position
+without history.
 
-``model.node_budget`` (0 = the worst case of the batch shape, ``B * L * (L - 1) / 2``, exactly enough for
-every possible batch) sets the slots. A batch with more pairs than the budget is not truncated: the model
-then runs the same computation at the worst-case budget (``flax.linen.cond``), so results never depend on
-the budget, only speed does. Size it from the data: the sum of the ``B`` largest ``n (n - 1) / 2`` over the
-training rows can never overflow.
+``model.click_budget`` / ``model.node_budget`` (0 = the worst case of the batch shape, ``B * L`` and
+``B * L * (L - 1) / 2``, enough for any batch) set the slots. A batch with more clicks or pairs than the budgets
+is never truncated: the model then runs the same computation at the worst case (``flax.linen.cond``; that
+branch is rematerialised in the backward pass so the fitting branch keeps small residuals), so results never
+depend on the budgets, only speed does. Size them for a typical batch of the data with a margin (e.g.
+``benchmarks/srgnn_sessions.py:budgets``).
 """
 
 from typing import Any, Callable, NamedTuple
@@ -93,39 +97,45 @@ def initializer(name: str) -> Callable:
 class PrefixGraphs(NamedTuple):
     """The session graphs of every prefix of a batch of rows (``B`` rows of length ``L``), packed.
 
-    ``P`` = the node budget. Slot ``p`` stands for one pair (query position ``i``, click ``j``) of a row,
-    ``j`` a click of the same student at an earlier position; pairs are in (row, ``i``, ``j``) order, then
-    unused slots.
+    Clicks (the row positions holding an item) are packed into ``C`` click slots in (row, position) order;
+    pairs (query click ``i``, earlier click ``j`` of the same student) into ``P`` node slots in (row, ``i``,
+    ``j``) order; unused slots come last. ``C`` and ``P`` are the budgets.
 
     Attributes:
-      graphs: one ``jraph.GraphsTuple``: ``B * L + 1`` graphs (graph ``b * L + i`` = the prefix before position
-        ``i`` of row ``b``; the last one holds the unused slots). ``nodes [P] int32`` item id of a node slot
-        (``PAD`` for the other slots); ``edges [P] float32`` 1 for the transition into click ``j`` (0: ``j``
-        is a first click, or an unused slot); ``senders``/``receivers [P] int32`` slot indices (a slot
-        without transition points at itself); ``n_node``/``n_edge [B * L + 1] int32``; ``globals`` None.
-      click: ``[P] int32``, flat row position ``b * L + j`` of each slot's click (0 for unused slots).
-      click_node: ``[P] int32``, slot of the node of that click's item in the same graph (itself if unused).
-      graph: ``[P] int32``, graph of each slot (``B * L`` for unused slots).
+      graphs: one ``jraph.GraphsTuple`` of ``C + 1`` graphs: graph ``q`` is the prefix before click slot ``q``
+        (empty for a first click), the last one holds the unused node slots. ``nodes [P] int32`` item id of
+        a node slot (``PAD`` for the other slots); ``edges [P] float32`` 1 for the transition into click
+        ``j`` (0: ``j`` is a first click, or an unused slot); ``senders``/``receivers [P] int32`` node slots
+        (a slot without transition points at itself); ``n_node``/``n_edge [C + 1] int32``; ``globals`` None.
+      position: ``[C] int32``, flat row position ``b * L + i`` of each click slot (0 for unused slots).
+      click: ``[P] int32``, click slot of each pair's click ``j`` (0 for unused slots).
+      previous: ``[P] int32``, click slot of the click before ``j`` (0 where there is none).
+      click_node: ``[P] int32``, node slot of the node of ``j``'s item in the same graph (itself if unused).
+      graph: ``[P] int32``, graph of each node slot (``C`` for unused slots).
       is_node: ``[P] bool``, the slot is a node: ``j`` is the first click of its item.
-      last_node: ``[B, L] int32``, slot of the node of the last click of each prefix (0 where empty).
-      has_history: ``[B, L] bool``, the prefix is not empty.
-      num_pairs: ``[] int32``, the batch's pairs; more than ``P``: the budget is too small for this batch
-        (the other fields are then incomplete).
+      last_node: ``[C] int32``, node slot of the node of the last click of each prefix (0 where empty).
+      scored_by: ``[B, L] int32``, the click slot whose prefix scores each position; ``C`` where the prefix
+        is empty (a first click, PAD, SEP).
+      num_clicks, num_pairs: ``[] int32``, the batch's clicks and pairs; more than a budget: the batch does
+        not fit (the other fields are then incomplete).
     """
 
     graphs: jraph.GraphsTuple
+    position: jax.Array
     click: jax.Array
+    previous: jax.Array
     click_node: jax.Array
     graph: jax.Array
     is_node: jax.Array
     last_node: jax.Array
-    has_history: jax.Array
+    scored_by: jax.Array
+    num_clicks: jax.Array
     num_pairs: jax.Array
 
 
-def worst_case_pairs(batch: int, length: int) -> int:
-    """Most (query, earlier click) pairs ``B`` rows of length ``L`` can hold: ``B * L * (L - 1) / 2`` (>= 1)."""
-    return max(batch * length * (length - 1) // 2, 1)
+def worst_case_budgets(batch: int, length: int) -> tuple[int, int]:
+    """``(clicks, pairs)`` ``B`` rows of length ``L`` can hold at most: ``B * L`` and ``B * L * (L - 1) / 2``."""
+    return batch * length, max(batch * length * (length - 1) // 2, 1)
 
 
 def prefix_clicks(item_ids, student_index, positions):
@@ -141,24 +151,36 @@ def prefix_clicks(item_ids, student_index, positions):
     return same_student, same_student & (positions[:, None, :] < positions[:, :, None])
 
 
-def prefix_session_graphs(item_ids, student_index, positions, node_budget: int = 0) -> PrefixGraphs:
-    """Builds the packed session graph of the prefix before every position of every row (static shapes).
+def _pack(mask, size: int):
+    """``(slot_of, entries, used)`` of the ``True`` entries of ``mask`` packed in order into ``size`` slots:
+    ``slot_of`` (``mask``'s shape) the slot of each entry, ``entries [size]`` the flat index of each slot's
+    entry (0 for unused slots), ``used [size]`` the slot holds one."""
+    flat = mask.reshape(-1)
+    slot_of = (jnp.cumsum(flat, dtype=jnp.int32) - 1).reshape(mask.shape)
+    (entries,) = jnp.nonzero(flat, size=size, fill_value=0)
+    return slot_of, entries.astype(jnp.int32), jnp.arange(size) < jnp.sum(flat, dtype=jnp.int32)
+
+
+def prefix_session_graphs(item_ids, student_index, positions, click_budget: int = 0,
+                          node_budget: int = 0) -> PrefixGraphs:
+    """Builds the packed session graph of the prefix before every click of every row (static shapes).
 
     Args:
       item_ids, student_index, positions: ``[B, L]`` int row features (``study.data.row_format``). The
         prefix of position ``i`` is the clicks ``j`` of the same student with ``positions[j] < positions[i]``;
         consecutive clicks are those whose ``positions`` differ by one.
-      node_budget: slots ``P`` (0 = :func:`worst_case_pairs`, never too small).
+      click_budget, node_budget: click slots ``C`` and node slots ``P`` (0 = :func:`worst_case_budgets`,
+        never too small).
 
     Returns:
       A :class:`PrefixGraphs`.
     """
     item_ids = jnp.asarray(item_ids, jnp.int32)
-    student_index = jnp.asarray(student_index, jnp.int32)
     positions = jnp.asarray(positions, jnp.int32)
     batch, length = item_ids.shape
-    size = node_budget or worst_case_pairs(batch, length)
-    same_student, click_mask = prefix_clicks(item_ids, student_index, positions)
+    worst_clicks, worst_pairs = worst_case_budgets(batch, length)
+    num_click_slots, num_node_slots = click_budget or worst_clicks, node_budget or worst_pairs
+    same_student, in_prefix = prefix_clicks(item_ids, student_index, positions)
     same_item = same_student & (item_ids[:, :, None] == item_ids[:, None, :])
     never = jnp.iinfo(jnp.int32).max
     # Row position of the first click of each click's item (the click that holds the node).
@@ -167,34 +189,39 @@ def prefix_session_graphs(item_ids, student_index, positions, node_budget: int =
     is_previous = same_student & (positions[:, None, :] == positions[:, :, None] - 1)
     has_previous = jnp.any(is_previous, axis=-1)
     previous = jnp.argmax(is_previous, axis=-1).astype(jnp.int32)
-    has_history = jnp.any(click_mask, axis=-1)
-    last_click = jnp.argmax(jnp.where(click_mask, positions[:, None, :], -1), axis=-1).astype(jnp.int32)
+    last_click = jnp.argmax(jnp.where(in_prefix, positions[:, None, :], -1), axis=-1).astype(jnp.int32)
 
-    flat_mask = click_mask.reshape(-1)
-    num_pairs = jnp.sum(flat_mask, dtype=jnp.int32)
-    slot_of = (jnp.cumsum(flat_mask, dtype=jnp.int32) - 1).reshape(batch, length, length)  # [b, i, j] -> slot
-    (flat,) = jnp.nonzero(flat_mask, size=size, fill_value=0)
-    row, rest = jnp.divmod(flat.astype(jnp.int32), length * length)
+    is_item = reserved_ids.is_item(item_ids)
+    click_of, click_positions, click_used = _pack(is_item, num_click_slots)
+    pair_of, pairs, used = _pack(in_prefix, num_node_slots)
+    row, rest = jnp.divmod(pairs, length * length)
     query, click = jnp.divmod(rest, length)
-    own = jnp.arange(size, dtype=jnp.int32)
-    used = own < num_pairs
+    own = jnp.arange(num_node_slots, dtype=jnp.int32)
     node_click = first_click[row, click]
-    click_node = jnp.where(used, slot_of[row, query, node_click], own)
+    click_node = jnp.where(used, pair_of[row, query, node_click], own)
     has_edge = used & has_previous[row, click]
-    senders = jnp.where(has_edge, slot_of[row, query, first_click[row, previous[row, click]]], own)
+    senders = jnp.where(has_edge, pair_of[row, query, first_click[row, previous[row, click]]], own)
     receivers = jnp.where(has_edge, click_node, own)
     is_node = used & (node_click == click)
-    num_graphs = batch * length
-    graph = jnp.where(used, row * length + query, num_graphs)
-    counts = jnp.bincount(graph, length=num_graphs + 1).astype(jnp.int32)
+    graph = jnp.where(used, click_of[row, query], num_click_slots)
+    counts = jnp.bincount(graph, length=num_click_slots + 1).astype(jnp.int32)
     graphs = jraph.GraphsTuple(
         nodes=jnp.where(is_node, item_ids[row, click], reserved_ids.PAD), edges=has_edge.astype(jnp.float32),
         senders=senders, receivers=receivers, globals=None, n_node=counts, n_edge=counts,
     )
-    rows = jnp.arange(batch)[:, None]
-    last_node = jnp.where(has_history, slot_of[rows, jnp.arange(length)[None, :], first_click[rows, last_click]], 0)
-    return PrefixGraphs(graphs, jnp.where(used, row * length + click, 0), click_node, graph, is_node,
-                        last_node, has_history, num_pairs)
+    has_history = jnp.any(in_prefix, axis=-1)
+    # Click slot q's prefix: its last click's node (row and position of slot q from its flat position).
+    q_row, q_position = jnp.divmod(click_positions, length)
+    last_node = jnp.where(click_used & has_history[q_row, q_position],
+                          pair_of[q_row, q_position, first_click[q_row, last_click[q_row, q_position]]], 0)
+    return PrefixGraphs(
+        graphs=graphs, position=jnp.where(click_used, click_positions, 0),
+        click=jnp.where(used, click_of[row, click], 0),
+        previous=jnp.where(has_edge, click_of[row, previous[row, click]], 0), click_node=click_node,
+        graph=graph, is_node=is_node, last_node=last_node,
+        scored_by=jnp.where(has_history, click_of, num_click_slots),
+        num_clicks=jnp.sum(is_item, dtype=jnp.int32), num_pairs=jnp.sum(in_prefix, dtype=jnp.int32),
+    )
 
 
 def neighbour_mean(graph: jraph.GraphsTuple, features, direction: str):
@@ -213,11 +240,16 @@ def neighbour_mean(graph: jraph.GraphsTuple, features, direction: str):
     """
     if direction not in ("out", "in"):
         raise ValueError(f"direction must be 'out' or 'in', got {direction!r}")
-    sources, targets = (graph.receivers, graph.senders) if direction == "out" else (graph.senders, graph.receivers)
-    features = features.astype(jnp.float32)
-    num_nodes = features.shape[0]
+    sources = graph.receivers if direction == "out" else graph.senders
+    return message_mean(graph, features[sources], direction, features.shape[0])
+
+
+def message_mean(graph: jraph.GraphsTuple, messages, direction: str, num_nodes: int):
+    """:func:`neighbour_mean` from the message of every edge (``messages [E, f]``, the features of its
+    target for "out", of its source for "in") -> ``[num_nodes, f] float32``."""
+    targets = graph.senders if direction == "out" else graph.receivers
     weights = graph.edges.astype(jnp.float32)
-    total = jraph.segment_sum(weights[:, None] * features[sources], targets, num_nodes)
+    total = jraph.segment_sum(weights[:, None] * messages.astype(jnp.float32), targets, num_nodes)
     degree = jraph.segment_sum(weights, targets, num_nodes)
     return total / jnp.maximum(degree, 1.0)[:, None]
 
@@ -261,23 +293,26 @@ class GatedGraphCell(nn.Module):
         ], axis=-1) + self._cast(self.edge_bias)
         return self._gru(a @ self._cast(self.input_gates), hidden, hidden @ self._cast(self.hidden_gates[:, :2 * d]))
 
-    def first_step(self, graphs: jraph.GraphsTuple, click_embeddings, click):
-        """The same step when node ``p`` holds ``click_embeddings[click[p]]`` (``[C, d]``, ``click [N]``)
-        -> ``[N, d]``.
+    def first_step(self, prefix: "PrefixGraphs", click_embeddings):
+        """The same step when every node starts from the embedding of its click: ``click_embeddings [C, d]``
+        of the click slots of ``prefix`` -> ``[P, d]``.
 
         The linear maps commute with the neighbour means (``W A V H = A (V H W)``), so they are applied
-        once per click instead of once per node of every prefix graph; only the means and the reset-gated
-        term are per node. Equal to ``__call__`` on the gathered embeddings up to float rounding.
+        once per click instead of once per node of every prefix graph, and an edge's message is read from
+        the click it comes from (the transition into click ``j`` carries ``j``'s item out of the node of
+        the click before it, and that click's item into ``j``'s node). Equal to ``__call__`` on the gathered
+        embeddings up to float rounding.
         """
         d = self.emb_dim
         gates = self._cast(self.input_gates)
         out_terms = click_embeddings @ (self._cast(self.out_edges) @ gates[:d])  # [C, 3d]
         in_terms = click_embeddings @ (self._cast(self.in_edges) @ gates[d:])
-        input_terms = (self._cast(neighbour_mean(graphs, out_terms[click], "out"))
-                       + self._cast(neighbour_mean(graphs, in_terms[click], "in"))
+        nodes = prefix.click.shape[0]
+        input_terms = (self._cast(message_mean(prefix.graphs, out_terms[prefix.click], "out", nodes))
+                       + self._cast(message_mean(prefix.graphs, in_terms[prefix.previous], "in", nodes))
                        + self._cast(self.edge_bias) @ gates)
         hidden_terms = click_embeddings @ self._cast(self.hidden_gates[:, :2 * d])
-        return self._gru(input_terms, click_embeddings[click], hidden_terms[click])
+        return self._gru(input_terms, click_embeddings[prefix.click], hidden_terms[prefix.click])
 
 
 class AttentionReadout(nn.Module):
@@ -303,7 +338,7 @@ class AttentionReadout(nn.Module):
         num_sessions = last.shape[0]
         query = dense("last_click", self.emb_dim, last)
         padded_query = jnp.concatenate([query, jnp.zeros_like(query[:1])])  # session index num_sessions: none
-        alpha = dense("attention", 1, nn.sigmoid(padded_query[jnp.minimum(session, num_sessions)]
+        alpha = dense("attention", 1, nn.sigmoid(padded_query[session]
                                                  + dense("click", self.emb_dim, clicks, use_bias=True)))
         global_part = jraph.segment_sum(alpha * clicks, session, num_sessions)  # out-of-range sessions dropped
         return dense("hybrid", self.emb_dim, jnp.concatenate([last, global_part.astype(last.dtype)], axis=-1))
@@ -322,62 +357,63 @@ class SRGNN(nn.Module):
     gnn_steps: int = 1
     dtype: Any = jnp.float32
     param_init: str = "normal_0.1"  # config field model.init: see initializer()
+    click_budget: int = 0
     node_budget: int = 0
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> "SRGNN":
         """From a model config: ``vocab_size``, ``emb_dim``, ``gnn_steps`` (default 1), ``dtype``, ``init``
-        (default "normal_0.1"), ``node_budget`` (default 0: the worst case)."""
+        (default "normal_0.1"), ``click_budget`` and ``node_budget`` (default 0: the worst case)."""
         return cls(
             vocab_size=config.vocab_size,
             emb_dim=config.emb_dim,
             gnn_steps=config.get("gnn_steps", 1),
             dtype=jnp.dtype(config.get("dtype", "float32")),
             param_init=config.get("init", "normal_0.1"),
+            click_budget=config.get("click_budget", 0),
             node_budget=config.get("node_budget", 0),
         )
 
-    def _sessions(self, batch, node_budget, row_embeddings):
-        """Session vectors ``[B * L, d]`` of every prefix (garbage where the prefix is empty, or where the
-        batch has more pairs than ``node_budget``)."""
-        prefix = prefix_session_graphs(batch["item_ids"], batch["student_index"], batch["positions"], node_budget)
+    def _scores(self, batch, embedding, budgets):
+        """Logits ``[B, L, V]`` with the prefix graphs packed to ``budgets = (clicks, pairs)``; garbage when the
+        batch does not fit them."""
+        prefix = prefix_session_graphs(batch["item_ids"], batch["student_index"], batch["positions"], *budgets)
+        item_ids = jnp.asarray(batch["item_ids"], jnp.int32).reshape(-1)
+        click_embeddings = embedding[item_ids[prefix.position]].astype(self.dtype)  # [C, d]
         cell = GatedGraphCell(self.emb_dim, self.dtype, self.param_init, name="gnn")
-        hidden = cell.first_step(prefix.graphs, row_embeddings, prefix.click)  # [P, d]
+        hidden = cell.first_step(prefix, click_embeddings)  # [P, d]
         for _ in range(self.gnn_steps - 1):
             hidden = cell(prefix.graphs, hidden)
-        return AttentionReadout(self.emb_dim, self.dtype, self.param_init, name="readout")(
-            hidden[prefix.click_node], prefix.graph, hidden[prefix.last_node.reshape(-1)])
+        session = AttentionReadout(self.emb_dim, self.dtype, self.param_init, name="readout")(
+            hidden[prefix.click_node], prefix.graph, hidden[prefix.last_node])  # [C, d]
+        no_history = self.param("no_history_session", initializer(self.param_init), (self.emb_dim,))
+        session = jnp.concatenate([session.astype(jnp.float32), no_history[None]])
+        logits = session @ jnp.asarray(embedding, jnp.float32).T  # [C + 1, V]: row C for empty prefixes
+        return logits[prefix.scored_by]
 
     @nn.compact
     def __call__(self, batch, train: bool = False):
         del train
         if self.gnn_steps < 1:
             raise ValueError(f"gnn_steps must be >= 1 (config field model.gnn_steps), got {self.gnn_steps}")
-        if self.node_budget < 0:
-            raise ValueError(f"node_budget must be >= 0 (config field model.node_budget), got {self.node_budget}")
+        if self.node_budget < 0 or self.click_budget < 0:
+            raise ValueError(f"click_budget and node_budget must be >= 0 (config fields model.click_budget, "
+                             f"model.node_budget), got {self.click_budget}, {self.node_budget}")
         item_ids = jnp.asarray(batch["item_ids"], jnp.int32)
-        rows, length = item_ids.shape
-        init = initializer(self.param_init)
         embedding = self.param(
-            "item_embedding", nn.with_logical_partitioning(init, ("vocab", "embed")), (self.vocab_size, self.emb_dim),
+            "item_embedding", nn.with_logical_partitioning(initializer(self.param_init), ("vocab", "embed")),
+            (self.vocab_size, self.emb_dim),
         )
-        # Every prefix graph's nodes start from the embeddings of the row's clicks: gathered once per click.
-        row_embeddings = embedding[item_ids].astype(self.dtype).reshape(rows * length, self.emb_dim)
-        worst = worst_case_pairs(rows, length)
+        worst = worst_case_budgets(*item_ids.shape)
+        budgets = tuple(min(budget or most, most) for budget, most in zip((self.click_budget, self.node_budget), worst))
+        if budgets == worst or self.is_initializing():
+            return self._scores(batch, embedding, worst)
         _, in_prefix = prefix_clicks(item_ids, batch["student_index"], batch["positions"])
-        budget = min(self.node_budget or worst, worst)
-        if budget == worst or self.is_initializing():
-            session = self._sessions(batch, worst, row_embeddings)
-        else:
-            fits = jnp.sum(in_prefix) <= budget
-            session = nn.cond(fits, lambda model, *args: model._sessions(args[0], budget, args[1]),
-                              lambda model, *args: model._sessions(args[0], worst, args[1]), self, batch,
-                              row_embeddings)
-        has_history = jnp.any(in_prefix, axis=-1)
-        no_history = self.param("no_history_session", init, (self.emb_dim,))
-        session = jnp.where(has_history[..., None], session.reshape(rows, length, -1).astype(jnp.float32),
-                            no_history)
-        return jnp.einsum("bld,vd->blv", session, jnp.asarray(embedding, jnp.float32))
+        fits = ((jnp.sum(reserved_ids.is_item(item_ids)) <= budgets[0]) & (jnp.sum(in_prefix) <= budgets[1]))
+        # The worst case is rematerialised in its backward pass, so that the residuals the fitting branch
+        # carries (sized by the larger branch under autodiff) stay those of the inputs.
+        return nn.cond(fits, lambda model, *args: model._scores(*args, budgets),
+                       nn.remat(lambda model, *args: model._scores(*args, worst)), self, batch, embedding)
 
 
 def session_next_item_loss(logits, batch, label_smoothing: float = 0.0):
