@@ -130,9 +130,10 @@ def single_thread_env() -> dict:
 
 
 def run_child(command, log_path):
+    """Runs ``command`` pinned and single-threaded in the folder of ``log_path`` (RecBole writes logs there)."""
     with open(log_path, "w") as log:
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pinned(),
-                              env=single_thread_env(), cwd=REPO)
+                              env=single_thread_env(), cwd=os.path.dirname(log_path))
     if done.returncode:
         with open(log_path) as log:
             tail = log.read()[-3000:]
