@@ -14,7 +14,10 @@ Preprocessing of the SR-GNN paper (Wu et al., AAAI 2019, section "Datasets and p
 4. Item ids are numbered in order of first appearance in the date-ordered training sessions, from
    ``FIRST_ITEM_ID`` on (the reserved ids of ``study.data.reserved_ids`` come first); test clicks of items
    never seen in training are dropped, and test sessions left with fewer than 2 clicks.
-5. Sequence augmentation (:func:`augment`): a session ``[v_1 .. v_n]`` gives the cases ``([v_1 .. v_t], v_{t+1})``
+5. Optionally (``validation_fraction > 0``) the latest ``ceil(fraction * n)`` of the ``n`` training sessions
+   (date order) become a validation split for early stopping; the item numbering and the test split stay as
+   in step 4 (they are made from all training sessions), so the test cases never depend on the slice.
+6. Sequence augmentation (:func:`augment`): a session ``[v_1 .. v_n]`` gives the cases ``([v_1 .. v_t], v_{t+1})``
    for ``t = 1 .. n-1``.
 
 As model rows (:func:`session_rows`: one session per row, ``student_index`` 0, ``positions`` 0..n-1), the
@@ -41,6 +44,7 @@ import csv
 import dataclasses
 import datetime
 import json
+import math
 import os
 from typing import NamedTuple, Sequence
 
@@ -100,13 +104,15 @@ class Session(NamedTuple):
 class SessionSplits:
     """Output of :func:`preprocess`: date-ordered ``train`` / ``test`` sessions, the item ``vocab``
     (``study.data.vocabulary.Vocabulary``: raw ids in token-id order, training click counts), the first test
-    day ``test_start`` and ``stats`` (counts at every step)."""
+    day ``test_start``, ``stats`` (counts at every step) and the ``validation`` sessions held out of the
+    training period (empty unless asked for)."""
 
     train: list
     test: list
     vocab: vocabulary.Vocabulary
     test_start: datetime.date
     stats: dict
+    validation: list = dataclasses.field(default_factory=list)
 
 
 def _header_columns(header: Sequence[str], path: str) -> dict:
@@ -187,9 +193,12 @@ def _to_session(session_id, day, clicks, item_ids: dict) -> Session:
                    tuple(midnight + timeframe // 1000 for _, timeframe in clicks))
 
 
-def preprocess(views: Sequence[ItemView], test_days: int = TEST_DAYS,
-               min_item_count: int = MIN_ITEM_COUNT) -> SessionSplits:
-    """SR-GNN's filtering, date split and item numbering (module docstring, steps 1-4)."""
+def preprocess(views: Sequence[ItemView], test_days: int = TEST_DAYS, min_item_count: int = MIN_ITEM_COUNT,
+               validation_fraction: float = 0.0) -> SessionSplits:
+    """SR-GNN's filtering, date split and item numbering (module docstring, steps 1-4), and the validation
+    slice of step 5 when ``0 < validation_fraction < 1``."""
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
     sessions = _group_sessions(views)
     stats = {"views": len(views), "sessions": len(sessions)}
     sessions = {sid: value for sid, value in sessions.items() if len(value[1]) > 1}
@@ -226,6 +235,8 @@ def preprocess(views: Sequence[ItemView], test_days: int = TEST_DAYS,
             test.append(_to_session(sid, day, seen, item_ids))
     items = tuple(item_ids)  # dicts keep insertion order = token-id order
     vocab = vocabulary.Vocabulary(items=items, counts=tuple(train_counts[raw] for raw in items))
+    held_out = math.ceil(validation_fraction * len(train)) if validation_fraction else 0
+    train, validation = train[:len(train) - held_out], train[len(train) - held_out:]
     stats.update({
         "test_clicks_dropped_unseen_item": unseen_clicks,
         "test_sessions_dropped_unseen_items": len(test_ids) - len(test),
@@ -233,7 +244,11 @@ def preprocess(views: Sequence[ItemView], test_days: int = TEST_DAYS,
         "train_clicks": sum(len(s.items) for s in train), "test_clicks": sum(len(s.items) for s in test),
         "train_cases": sum(len(s.items) - 1 for s in train), "test_cases": sum(len(s.items) - 1 for s in test),
     })
-    return SessionSplits(train, test, vocab, test_start, stats)
+    if validation:
+        stats.update({"validation_sessions": len(validation),
+                      "validation_clicks": sum(len(s.items) for s in validation),
+                      "validation_cases": sum(len(s.items) - 1 for s in validation)})
+    return SessionSplits(train, test, vocab, test_start, stats, validation)
 
 
 def augment(sessions: Sequence[Session]) -> tuple[list, list]:
@@ -282,7 +297,8 @@ def write_processed(splits: SessionSplits, data_dir: str, row_length: int) -> di
     """Writes a processed dataset the trainer and evaluator read (``config.dataset = "individual"``).
 
     Files: ``<data_dir>/vocab.json``, ``<data_dir>/individual/diginetica-{train,test}.tfrecord-00000-of-00001``
-    (rows of :func:`session_rows`) and ``<data_dir>/stats.json``. Returns ``{split: number of rows}``.
+    (rows of :func:`session_rows`; also ``validation`` when the splits hold one) and ``<data_dir>/stats.json``.
+    Returns ``{split: number of rows}``.
     """
     import tensorflow as tf
 
@@ -291,7 +307,9 @@ def write_processed(splits: SessionSplits, data_dir: str, row_length: int) -> di
     folder = os.path.join(data_dir, "individual")
     os.makedirs(folder, exist_ok=True)
     written = {}
-    for split, sessions in (("train", splits.train), ("test", splits.test)):
+    parts = [("train", splits.train), ("test", splits.test)] + (
+        [("validation", splits.validation)] if splits.validation else [])
+    for split, sessions in parts:
         path = os.path.join(folder, f"diginetica-{split}.tfrecord-00000-of-00001")
         with tf.io.TFRecordWriter(path) as writer:
             for row in session_rows(sessions, row_length):
@@ -304,11 +322,12 @@ def write_processed(splits: SessionSplits, data_dir: str, row_length: int) -> di
     return written
 
 
-def load_splits(path: str, test_days: int = TEST_DAYS, min_item_count: int = MIN_ITEM_COUNT):
+def load_splits(path: str, test_days: int = TEST_DAYS, min_item_count: int = MIN_ITEM_COUNT,
+                validation_fraction: float = 0.0):
     """``read_item_views`` then ``preprocess``: ``(SessionSplits, ReadReport)``; the report's skip counts
     are also copied into ``splits.stats["lines_skipped"]``."""
     views, report = read_item_views(path)
-    splits = preprocess(views, test_days, min_item_count)
+    splits = preprocess(views, test_days, min_item_count, validation_fraction)
     splits.stats["lines_skipped"] = dict(report.skipped)
     return splits, report
 
@@ -318,7 +337,7 @@ def main(argv):
 
     del argv
     flags_ = flags.FLAGS
-    splits, report = load_splits(flags_.input)
+    splits, report = load_splits(flags_.input, validation_fraction=flags_.validation_fraction)
     written = write_processed(splits, flags_.output_dir, flags_.row_length)
     print(json.dumps({"rows": written, "skipped_lines": report.skipped,
                       "skipped_line_examples": report.skipped_lines, **splits.stats,
@@ -331,5 +350,6 @@ if __name__ == "__main__":
     flags.DEFINE_string("input", None, "DIGINETICA train-item-views CSV")
     flags.DEFINE_string("output_dir", None, "processed dataset folder to write")
     flags.DEFINE_integer("row_length", 65, "row length (>= the longest kept session)")
+    flags.DEFINE_float("validation_fraction", 0.0, "latest training sessions held out for validation")
     flags.mark_flags_as_required(["input", "output_dir"])
     app.run(main)

@@ -15,6 +15,7 @@ from study.data import reserved_ids
 from study.eval import ranking, session_metrics
 from study.models import registry, srgnn
 from study.commands import train
+from tests.test_diginetica import write_views
 from tests.test_input_pipeline import write_dataset
 
 PAD = reserved_ids.PAD
@@ -37,24 +38,24 @@ def individual_batch(sessions, row_length):
 
 def dense_adjacency(session, row_length=None):
     """(A_out, A_in) of the graph of the whole ``session`` as built by ``prefix_session_graphs`` (query = the
-    position just after it), restricted to its node slots in first-occurrence order."""
+    position just after it), restricted to its nodes in first-occurrence order, and the row positions of the
+    nodes' clicks."""
     row_length = row_length or len(session) + 1
     batch = individual_batch([list(session) + [V5]], row_length)
-    length = row_length
 
     @jax.jit
     def graphs_and_means(batch):
         prefix = srgnn.prefix_session_graphs(batch["item_ids"], batch["student_index"], batch["positions"])
-        graph = jax.tree.map(lambda x: x[0], prefix.graphs)
-        # one-hot of each node's slot within its graph: neighbour means of it are the adjacency rows.
-        features = jnp.tile(jnp.eye(length), (length, 1))
-        return prefix, (srgnn.neighbour_mean(graph, features, "out"), srgnn.neighbour_mean(graph, features, "in"))
+        # one-hot of each slot's click position: neighbour means of it are the adjacency rows.
+        features = jax.nn.one_hot(prefix.position[prefix.click], row_length)
+        return prefix, (srgnn.neighbour_mean(prefix.graphs, features, "out"),
+                        srgnn.neighbour_mean(prefix.graphs, features, "in"))
 
     prefix, (out_mean, in_mean) = graphs_and_means(batch)
-    query = len(session)
-    slots = np.flatnonzero(np.asarray(prefix.node_mask[0, query]))
-    rows = query * length + slots
-    return np.asarray(out_mean)[rows][:, slots], np.asarray(in_mean)[rows][:, slots], slots
+    query = len(session)  # click slot (= row position: every position of the row is a click) of the query
+    nodes = np.flatnonzero(np.asarray(prefix.is_node) & (np.asarray(prefix.graph) == query))
+    clicks = np.asarray(prefix.position)[np.asarray(prefix.click)[nodes]]
+    return np.asarray(out_mean)[nodes][:, clicks], np.asarray(in_mean)[nodes][:, clicks], clicks
 
 
 def test_paper_figure_graph_counts_repeated_items_once_and_normalises_by_degree():
@@ -84,16 +85,37 @@ def test_no_self_loops_added_but_a_back_to_back_repeat_is_one():
     assert np.all(np.diag(a_out) == 0) and np.all(np.diag(a_in) == 0)
 
 
-def test_prefix_graphs_of_every_position():
+def test_prefix_graphs_of_every_position_packed_without_padding_slots():
     batch = individual_batch([[V1, V2, V3, V2, V4]], 7)
-    prefix = srgnn.prefix_session_graphs(batch["item_ids"], batch["student_index"], batch["positions"])
-    np.testing.assert_array_equal(prefix.click_slots[0, :5], [0, 1, 2, 1, 4])
-    np.testing.assert_array_equal(prefix.has_history[0], [0, 1, 1, 1, 1, 0, 0])  # PAD is no query
-    np.testing.assert_array_equal(prefix.last_click[0, 1:5], [0, 1, 2, 3])
-    # graph of position 3 (prefix v1 v2 v3): 3 nodes, 2 transitions; position 0 and PAD: empty.
-    edges = np.asarray(prefix.graphs.edges).reshape(7, 7)
-    np.testing.assert_array_equal(np.asarray(prefix.node_mask[0]).sum(-1), [0, 1, 2, 3, 3, 0, 0])
-    np.testing.assert_array_equal(edges.sum(-1), [0, 0, 1, 2, 3, 0, 0])
+    # 0 + 1 + 2 + 3 + 4 (query, earlier click) pairs: a budget of exactly 10 slots holds every graph.
+    for budget in (0, 10):
+        prefix = srgnn.prefix_session_graphs(batch["item_ids"], batch["student_index"], batch["positions"],
+                                             node_budget=budget)
+        assert prefix.graphs.nodes.shape == ((7 * 6 // 2) if budget == 0 else 10,)
+        graph = np.asarray(prefix.graph)[:10]
+        np.testing.assert_array_equal(np.asarray(prefix.graphs.n_node)[:7], [0, 1, 2, 3, 4, 0, 0])
+        np.testing.assert_array_equal(np.bincount(graph, weights=np.asarray(prefix.is_node)[:10], minlength=7),
+                                      [0, 1, 2, 3, 3, 0, 0])  # graph of position 4: v2 once
+        np.testing.assert_array_equal(np.bincount(graph, weights=np.asarray(prefix.graphs.edges)[:10],
+                                                  minlength=7), [0, 0, 1, 2, 3, 0, 0])
+        # Click slots are the row's 5 clicks; the last click of each prefix and its node (v2's node is its
+        # first click, position 1); positions without history are scored by slot C = 7 (no history).
+        position = np.asarray(prefix.position)
+        np.testing.assert_array_equal(position[:5], [0, 1, 2, 3, 4])
+        np.testing.assert_array_equal(position[np.asarray(prefix.click)[np.asarray(prefix.last_node)[1:5]]],
+                                      [0, 1, 2, 1])
+        np.testing.assert_array_equal(prefix.scored_by[0], [7, 1, 2, 3, 4, 7, 7])
+        assert (int(prefix.num_clicks), int(prefix.num_pairs)) == (5, 10)
+        # Every edge joins two nodes of one graph; unused slots are the last graph's.
+        senders, receivers = np.asarray(prefix.graphs.senders), np.asarray(prefix.graphs.receivers)
+        edges = np.asarray(prefix.graphs.edges) > 0
+        is_node = np.asarray(prefix.is_node)
+        assert np.all(is_node[senders[edges]]) and np.all(is_node[receivers[edges]])
+        every_graph = np.asarray(prefix.graph)
+        np.testing.assert_array_equal(every_graph[senders[edges]], every_graph[edges])
+        np.testing.assert_array_equal(every_graph[receivers[edges]], every_graph[edges])
+        assert np.all(every_graph[10:] == 7)
+        assert int(np.asarray(prefix.graphs.n_node)[7]) == prefix.graphs.nodes.shape[0] - 10
 
 
 def test_neighbour_means_on_a_jraph_batch_of_unpadded_graphs():
@@ -219,6 +241,44 @@ def test_padding_and_batch_neighbours_never_change_results(model_and_params):
     assert np.all(np.isfinite(long))
 
 
+def test_node_budget_changes_speed_not_results(model_and_params):
+    _, params = model_and_params
+    # 8 + 3 clicks and 28 + 3 pairs: budgets (11, 31) fit exactly; (10, 31) and (24, 12) overflow, and the
+    # model then runs at the worst case, (24, 132).
+    batch = individual_batch([[5, 6, 7, 6, 8, 6, 6, 9], [10, 11, 10]], 12)
+    prefix = srgnn.prefix_session_graphs(batch["item_ids"], batch["student_index"], batch["positions"])
+    assert (int(prefix.num_clicks), int(prefix.num_pairs)) == (11, 31)
+    assert srgnn.worst_case_budgets(2, 12) == (24, 132)
+
+    def logits_and_grads(budgets):
+        model = srgnn.SRGNN(vocab_size=20, emb_dim=8, gnn_steps=2, click_budget=budgets[0], node_budget=budgets[1])
+        loss = lambda p: jnp.sum(jnp.sin(model.apply({"params": p}, batch)))  # noqa: E731
+        return jax.jit(lambda p: (model.apply({"params": p}, batch), jax.grad(loss)(p)))(params)
+
+    expected_logits, expected_grads = logits_and_grads((0, 0))
+    for budgets in ((11, 31), (10, 31), (24, 12)):
+        logits, grads = logits_and_grads(budgets)
+        np.testing.assert_allclose(logits, expected_logits, rtol=1e-5, atol=1e-6)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grads, expected_grads)
+
+
+def test_initializers_and_their_config_names():
+    key = jax.random.key(0)
+    uniform = np.asarray(srgnn.initializer("uniform_0.1")(key, (200, 100)))
+    assert uniform.min() >= -0.1 and uniform.max() <= 0.1 and uniform.min() < -0.099 and uniform.max() > 0.099
+    assert abs(uniform.mean()) < 0.002 and uniform.std() == pytest.approx(0.1 / np.sqrt(3), rel=0.02)
+    normal = np.asarray(srgnn.initializer("normal_0.1")(key, (200, 100)))
+    assert normal.std() == pytest.approx(0.1, rel=0.02) and np.abs(normal).max() > 0.3
+    for bad in ("uniform", "gaussian_0.1", "uniform_-1", "normal_x"):
+        with pytest.raises(ValueError, match="model.init"):
+            srgnn.initializer(bad)
+    config = srgnn_config.get_config("default").model
+    config.vocab_size, config.emb_dim = 20, 8
+    params = registry.build_model(config).init(jax.random.key(1), individual_batch([[V1, V2]], 4))["params"]
+    leaves = np.concatenate([np.ravel(x) for x in jax.tree.leaves(nn.unbox(params))])
+    assert np.abs(leaves).max() <= 0.1 and leaves.std() == pytest.approx(0.1 / np.sqrt(3), rel=0.1)
+
+
 def test_bfloat16_compute_stays_close_to_float32(model_and_params):
     model, params = model_and_params
     batch = individual_batch([[5, 6, 7, 6, 8]], 6)
@@ -246,7 +306,13 @@ def test_config_presets_and_registry():
     assert (config.optimizer.peak_lr, config.optimizer.warmup_steps, config.steps, config.batch_size) == (
         0.0001, 1000, 3500, 131_072)
     default = srgnn_config.get_config("default")
-    assert default.model.emb_dim == 100 and default.optimizer.peak_lr == 0.001
+    assert default.model.emb_dim == 100 and default.model.init == "uniform_0.1"
+    # The reference optimizer: Adam (PyTorch's defaults) at a constant 0.001, no weight decay.
+    assert (default.optimizer.name, default.optimizer.peak_lr, default.schedule, default.optimizer.warmup_steps) == (
+        "adam", 0.001, "constant", 0)
+    assert (default.optimizer.b2, default.optimizer.eps, default.optimizer.weight_decay) == (0.999, 1e-8, 0.0)
+    assert (default.early_stopping.metric, default.early_stopping.mode) == ("session/MRR@20", "max")
+    assert default.evals.session.every > 0
     smoke = srgnn_config.get_config("smoke")
     smoke.model.vocab_size = 23
     model = registry.build_model(smoke.model)
@@ -302,3 +368,26 @@ def test_metrics_from_scores_and_next_click_mask():
     assert ranks[mask].tolist() == [2]
     assert session_metrics.mrr_at_k(ranks[mask], 20) == pytest.approx(1 / 3)
     assert session_metrics.precision_at_k(ranks[mask], 2) == 0.0
+
+
+# ---------------------------------------------------------------- DIGINETICA: validation slice for early stopping
+
+
+def test_diginetica_validation_slice_is_the_latest_training_sessions(tmp_path):
+    from data_pipeline import diginetica
+    from study.data import input_pipeline
+
+    path = write_views(tmp_path / "views.csv")
+    plain, _ = diginetica.load_splits(path)
+    splits, _ = diginetica.load_splits(path, validation_fraction=0.3)
+    # Training sessions by date: 1, 3, 9, 5; ceil(0.3 * 4) = 2 latest held out. Items and test unchanged.
+    assert [s.session_id for s in splits.train] == [1, 3] and [s.session_id for s in splits.validation] == [9, 5]
+    assert splits.vocab == plain.vocab and splits.test == plain.test and not plain.validation
+    assert (splits.stats["train_cases"], splits.stats["validation_cases"], splits.stats["test_cases"]) == (3, 4, 2)
+    data_dir = str(tmp_path / "processed")
+    assert diginetica.write_processed(splits, data_dir, row_length=4) == {"train": 2, "test": 1, "validation": 2}
+    files = input_pipeline.dataset_files(data_dir, "individual", "validation")
+    batch = next(input_pipeline.eval_batches(files, 2, row_length=4))
+    np.testing.assert_array_equal(batch["item_ids"], [[3, 5, 3, 0], [4, 4, 3, 0]])
+    with pytest.raises(ValueError, match="validation_fraction"):
+        diginetica.load_splits(path, validation_fraction=1.0)
