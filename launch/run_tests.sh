@@ -6,4 +6,5 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/launch/setup_env.sh"
 cd "$ROOT"
 lint-imports --no-cache
-exec python -m pytest -q "$@"
+# Test files run in parallel on every core (one worker per file, so module fixtures are built once).
+exec python -m pytest -q -n "${STUDY_TEST_WORKERS:-auto}" --dist loadfile "$@"

@@ -1,4 +1,4 @@
-"""Column names of the raw input (DESIGN.md section 3), canonical and official-STUDY aliases.
+"""Column names of the raw input, canonical and official-STUDY aliases (README, "Raw data").
 
 The generator writes these; the Beam pipeline reads them. Timestamps are ISO dates, ISO datetimes
 or epoch seconds and are stored as int64 seconds since the epoch (UTC).

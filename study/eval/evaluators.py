@@ -36,7 +36,7 @@ Predictor = Callable[[object], Callable[[dict], object]]
 
 
 class HitsEvaluator(Evaluator):
-    """hits@n of a next-item recommender (DESIGN section 5); scalars: macro hits@n of all interactions."""
+    """hits@n of a next-item recommender (README, "Evaluation"); scalars: macro hits@n of all interactions."""
 
     name = "hits"
 
