@@ -109,7 +109,8 @@ class Task(abc.ABC):
 
     def export(self, state: Any, out_dir: str) -> str:
         """Writes what serves (or what the next fit reads) from ``state`` to ``out_dir``."""
-        raise NotImplementedError(f"the {self.family} family has no export")
+        raise ValueError(f"the {self.family} family exports nothing (its task defines no export); "
+                         "evaluate the run with study eval instead")
 
 
 class GradientTask(Task):
