@@ -12,7 +12,6 @@ Usage::
     python benchmarks/small_data.py [--num_students=2000] [--work_dir=/tmp/small_data]
 """
 
-import json
 import os
 import sys
 import time
@@ -89,9 +88,7 @@ def markdown(results: dict) -> str:
 
 def main(argv):
     del argv
-    data_dir = prepare_data(FLAGS.work_dir, FLAGS.num_students, FLAGS.seed)
-    with open(os.path.join(data_dir, "stats.json")) as handle:
-        stats = json.load(handle)
+    data_dir, stats = prepare_data(FLAGS.work_dir, FLAGS.num_students, FLAGS.seed)
     results = {"num_students": FLAGS.num_students, "data_stats": stats.get("splits", stats), "runs": {}}
     results["runs"]["popularity"] = {"test": popularity(data_dir, FLAGS.num_bootstrap)}
     for spec in FLAGS.runs:

@@ -15,7 +15,6 @@ Usage::
         [--models=study,individual,study_two_stream] [--override=steps=1500,...]
 """
 
-import json
 import os
 import sys
 
@@ -80,9 +79,7 @@ def paired_markdown(differences: dict, reference: str) -> str:
 
 def main(argv):
     del argv
-    processed = prepare_data(FLAGS.work_dir, FLAGS.num_students, FLAGS.seed)
-    with open(os.path.join(processed, "stats.json")) as handle:
-        stats = json.load(handle)
+    processed, stats = prepare_data(FLAGS.work_dir, FLAGS.num_students, FLAGS.seed)
     summary = suite.run_suite(
         processed, os.path.join(FLAGS.work_dir, "runs"), FLAGS.models, FLAGS.preset,
         suite.parse_overrides(FLAGS.override), num_bootstrap=FLAGS.num_bootstrap)

@@ -1,11 +1,13 @@
 """Shared by the quality benchmarks: generated Learning-Ally-shaped data through the Beam job, cached on disk."""
 
+import json
 import os
 import time
 
 
-def prepare_data(work_dir: str, num_students: int, seed: int) -> str:
-    """Raw synthetic data + the Beam job's output under ``work_dir``; returns the processed folder."""
+def prepare_data(work_dir: str, num_students: int, seed: int) -> tuple[str, dict]:
+    """Raw synthetic data + the Beam job's output under ``work_dir``; returns the processed folder and its
+    ``stats.json``."""
     from data_pipeline import build_dataset
     from study.sims import synthetic_learning_ally as sla
 
@@ -22,4 +24,5 @@ def prepare_data(work_dir: str, num_students: int, seed: int) -> str:
             schools=os.path.join(raw, "schools.csv"), output_dir=processed)
         build_dataset.build_dataset(config)
         print(f"Beam job in {time.perf_counter() - started:.0f}s")
-    return processed
+    with open(os.path.join(processed, "stats.json")) as handle:
+        return processed, json.load(handle)
