@@ -199,15 +199,21 @@ def train_batches(
     read_batch = batch_size if slice_rows else local_batch
     parse = _parse_fn(row_length, host_features)
 
-    def epoch_dataset(epoch: int, skip: int) -> tf.data.Dataset:
-        epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]) % (2**31)
-        order = list(my_files)
-        if shuffle:
-            order = [order[i] for i in np.random.default_rng(epoch_seed).permutation(len(order))]
+    def epoch_plan(epoch: int, skip: int):
+        """Each epoch's ``(seed, file order, batches to skip)``, computed on the host with NumPy."""
+        while True:
+            epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]) % (2**31)
+            order = list(my_files)
+            if shuffle:
+                order = [order[i] for i in np.random.default_rng(epoch_seed).permutation(len(order))]
+            yield np.int64(epoch_seed), np.asarray(order, dtype=object), np.int64(skip)
+            epoch, skip = epoch + 1, 0
+
+    def epoch_dataset(epoch_seed, order, skip) -> tf.data.Dataset:
         # Elements are chunks of serialized records (vectorized ops, no per-record tf.data overhead).
         ds = tf.data.Dataset.from_tensor_slices(order).interleave(
             lambda path: tf.data.TFRecordDataset(path).batch(_CHUNK_ROWS),
-            cycle_length=min(len(order), 16) if shuffle else 1,
+            cycle_length=min(len(my_files), 16) if shuffle else 1,
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
@@ -217,20 +223,21 @@ def train_batches(
             ds = ds.shuffle(max(shuffle_buffer // _CHUNK_ROWS, 1), seed=epoch_seed, reshuffle_each_iteration=False)
             ds = ds.rebatch(read_batch * _WINDOW_BATCHES).enumerate().map(
                 lambda index, window: tf.gather(window, tf.argsort(tf.random.stateless_uniform(
-                    tf.shape(window)[:1], seed=tf.stack([tf.cast(epoch_seed, tf.int64), index])))),
+                    tf.shape(window)[:1], seed=tf.stack([epoch_seed, index])))),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
             )
-        ds = ds.rebatch(read_batch, drop_remainder=True).take(per_epoch).skip(skip)
-        if slice_rows:
-            ds = ds.map(lambda s: s[process_index * local_batch:(process_index + 1) * local_batch])
-        ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return ds.rebatch(read_batch, drop_remainder=True).take(per_epoch).skip(skip)
 
-    epoch, skip = divmod(start_batch, per_epoch)
-    while True:
-        for batch in epoch_dataset(epoch, skip).as_numpy_iterator():
-            yield batch
-        epoch, skip = epoch + 1, 0
+    # One pipeline over all epochs (built once; prefetching runs across epoch boundaries).
+    plan = tf.data.Dataset.from_generator(
+        lambda: epoch_plan(*divmod(start_batch, per_epoch)),
+        output_signature=(tf.TensorSpec((), tf.int64), tf.TensorSpec((None,), tf.string),
+                          tf.TensorSpec((), tf.int64)))
+    ds = plan.flat_map(epoch_dataset)
+    if slice_rows:
+        ds = ds.map(lambda s: s[process_index * local_batch:(process_index + 1) * local_batch])
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    yield from ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
 
 def pad_batch(batch: dict, batch_size: int, row_length: int) -> dict:

@@ -18,7 +18,6 @@ Example::
 """
 
 import numpy as np
-from scipy.stats import rankdata  # scipy is a hard dependency of jax, so always installed with study
 
 from study.eval.bootstrap import percentile_interval
 
@@ -69,6 +68,8 @@ def roc_auc(labels, probabilities, *, weights=None) -> float:
     num_negative = labels.size - num_positive
     if num_positive == 0 or num_negative == 0:
         return float("nan")
+    from scipy.stats import rankdata  # here, not at the top: scipy.stats costs every process a second to import
+
     ranks = rankdata(probabilities, method="average")  # 1-based, tied scores share their mean rank
     u_statistic = ranks[labels == 1].sum() - num_positive * (num_positive + 1) / 2.0
     return float(u_statistic / (num_positive * num_negative))

@@ -17,7 +17,7 @@ Example::
 import math
 
 import numpy as np
-from scipy.stats import t as student_t  # scipy is a hard dependency of jax, so always installed with study
+from scipy.special import stdtrit  # Student t quantile; scipy is a hard dependency of jax
 
 
 def _per_seed(returns, name: str) -> np.ndarray:
@@ -58,7 +58,7 @@ def return_summary(returns, *, confidence: float = 0.95) -> dict:
     mean = float(per_seed.mean())
     std = float(per_seed.std(ddof=1)) if n > 1 else 0.0
     stderr = std / math.sqrt(n)
-    half_width = float(student_t.ppf((1.0 + confidence) / 2.0, n - 1)) * stderr if n > 1 else float("nan")
+    half_width = float(stdtrit(n - 1, (1.0 + confidence) / 2.0)) * stderr if n > 1 else float("nan")
     return {
         "mean": mean,
         "std": std,
