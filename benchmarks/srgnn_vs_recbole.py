@@ -188,7 +188,7 @@ def time_training(config, steps: int) -> dict:
     task = build_task(config)
     config, mesh = task.config, task.mesh
     rules = loop.axis_rules(config)
-    program = loop._Program(task, config)
+    program = loop.Program(task, config)
     state, state_shardings = loop.create_state(program, mesh, rules, config.seed)
     example = task.example_batch(config.batch_size)
     step = loop.jit_step(program.step, mesh, state_shardings, sharding.batch_shardings(example, mesh))

@@ -2,7 +2,6 @@
 process with two devices: each process reads its share of every global batch (``data_sharding="row"``)
 and contributes it with ``jax.make_array_from_process_local_data``."""
 
-import os
 import socket
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.device_env import cpu_devices_env
 from tests.test_input_pipeline import write_dataset
 from tests.test_trainer import REPO, checkpoint_leaves, flag_overrides, progress_at, tiny_config
 
@@ -32,7 +32,6 @@ def test_two_processes_match_one_process(tmp_path):
     write_dataset(data_dir, rows_per_split={"train": 40}, num_shards=3)  # no validation split: no eval
     overrides = dict(flag_overrides(tiny_config(str(data_dir))), steps=4, checkpoint_every=100,
                      data_sharding="row")
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
 
     port = _free_port()
     multi = str(tmp_path / "two_processes")
@@ -43,10 +42,10 @@ def test_two_processes_match_one_process(tmp_path):
                                    "distributed.num_processes": 2, "distributed.process_id": process_id})
         processes.append(subprocess.Popen(
             _trainer_command(flags, multi), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=1")))
+            env=cpu_devices_env(1)))
     single = str(tmp_path / "one_process")
     reference = subprocess.run(_trainer_command(overrides, single), cwd=REPO, capture_output=True, text=True,
-                               timeout=400, env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2"))
+                               timeout=400, env=cpu_devices_env(2))
     outputs = []
     for proc in processes:
         try:

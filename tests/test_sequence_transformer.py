@@ -8,6 +8,7 @@ import pytest
 
 from study.data import reserved_ids
 from study.models import losses, registry, sequence_transformer
+from tests.device_env import cpu_devices_env
 from tests.test_attention_masks import random_classroom_rows
 
 POLICIES = ("individual", "study", "study_two_stream")
@@ -190,14 +191,12 @@ print("sharded ok")
 
 
 def test_logical_axes_shard_on_a_data_model_mesh():
-    import os
     import pathlib
     import subprocess
     import sys
 
     root = pathlib.Path(__file__).resolve().parents[1]
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
-               PYTHONPATH=str(root))
+    env = cpu_devices_env(8, PYTHONPATH=str(root))
     result = subprocess.run([sys.executable, "-c", _SHARDED_RUN], env=env, cwd=root,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "sharded ok" in result.stdout, result.stderr[-3000:]

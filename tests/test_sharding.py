@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from study.train import sharding
+from tests.device_env import cpu_devices_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,8 +35,6 @@ def test_logical_rules_map_parameter_axes_to_the_model_axis():
 
 EIGHT_DEVICE_SCRIPT = textwrap.dedent(
     """
-    import os
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import json, jax, numpy as np, optax
     import flax.linen as nn
     from jax.sharding import Mesh
@@ -92,7 +91,7 @@ EIGHT_DEVICE_SCRIPT = textwrap.dedent(
 
 
 def test_train_step_on_data4_model2_equals_one_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = cpu_devices_env(8)
     proc = subprocess.run([sys.executable, "-c", EIGHT_DEVICE_SCRIPT], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
