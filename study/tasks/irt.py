@@ -161,7 +161,7 @@ class IrtTask(GradientTask):
             yield batch
 
     def device_batch(self, batch):
-        return {name: batch[name] for name in ("student", "question", "correct")}
+        return {name: batch[name] for name in ("student", "question", "correct", "mask") if name in batch}
 
     # ---- predictions, evaluators, export
 
