@@ -1,5 +1,5 @@
 """Smart Homework on hand-made posteriors: ordering by closeness to 0.7, attempted questions excluded, at most
-top 10, extra weighted factors, and the `study homework` command on a fitted run."""
+top 10, extra weighted factors, and the `study homework` command and the posterior export of a fitted run."""
 
 import json
 
@@ -77,6 +77,11 @@ def test_homework_command_on_a_fitted_run(tmp_path):
     assert picks["3"] == expected
     # The smoke data is dense: student 3 answered every question, so nothing is left to assign.
     assert picks["3"] == [] and task.attempted(3).all()
+    # The exported posterior (the next fit's prior) holds the guide's means and standard deviations.
+    task.export(state, str(tmp_path / "posterior"))
+    with np.load(tmp_path / "posterior" / "posterior.npz") as posterior:
+        np.testing.assert_array_equal(posterior["beta/loc"], np.asarray(state.params["beta"]["loc"]))
+        np.testing.assert_allclose(posterior["theta/scale"], np.exp(np.asarray(state.params["theta"]["log_scale"])))
     result = study("homework", "--config=configs/irt.py:smoke", f"--workdir={workdir}", "--students=x")
     assert "--students" in error_line(result)
     (tmp_path / "f.json").write_text(json.dumps([1, 2]))
