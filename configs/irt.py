@@ -16,8 +16,8 @@ Model fields (the family's own):
 
 Data fields: ``data.source`` ("statics2011", "csv", "npz", "dense", "two_groups", "sparse"; see the task),
 ``data_dir``, ``data.split`` (fractions of train / validation / test responses), ``data.split_seed``,
-``data.group_by`` ("skill" or "question": the groups of the correctness report), ``data.sim.*`` (the
-simulations' sizes and seed). ``batch_size``: responses per update; ``eval_batch_size``.
+``data.group_by`` ("skill", "question" or a covariate group such as "label": the groups of the correctness
+report), ``data.sim.*`` (the simulations' sizes and seed). ``batch_size``: responses per update; ``eval_batch_size``.
 
 Presets: ``statics_2pl`` (= ``default``), ``statics_factorization`` (k = 10), ``statics_hierarchical`` (k = 10
 plus blocks of 5 for labels and skills), ``dense`` (the 50 x 30 retrieval setting), ``overlap`` (two groups),

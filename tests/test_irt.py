@@ -45,7 +45,8 @@ def test_hierarchical_model_maps_each_covariate_group_to_its_own_block():
               "h_alpha_skill": jnp.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])}
     h = np.asarray(irt.h_alpha(values, dims))
     np.testing.assert_array_equal(h * (1 - mask), 0.0)
-    covariates = jnp.array([[1, 0, 0, 1, 1], [0, 1, 1, 0, 0]], jnp.float32)  # q0: label 0, skills 1+2; q1: label 1, skill 0
+    # q0: label 0, skills 1 and 2; q1: label 1, skill 0.
+    covariates = jnp.array([[1, 0, 0, 1, 1], [0, 1, 1, 0, 0]], jnp.float32)
     # q0 vector: [0.5, 0.3, (0,2)+(1,1) = 1, 3]; logit = 0.5 + 0.6 - 1 + 1.5 - 0.1 = 1.5
     # q1 vector: [-1, 0.7, 1, 0];                logit = -1 + 1.4 - 1 + 0 - 0.2 = -0.8
     got = irt.response_logits(values, dims, jnp.array([0, 0]), jnp.array([0, 1]), covariates)
@@ -94,7 +95,8 @@ def test_csv_reader(tmp_path):
     path.write_text("student_id,question_id,correct\nann,q9,1\nbob,q9,0\nann,q2,1\n")
     log, students, questions = responses.read_response_csv(str(path))
     assert students == ["ann", "bob"] and questions == ["q9", "q2"]
-    assert log.student.tolist() == [0, 1, 0] and log.question.tolist() == [0, 0, 1] and log.correct.tolist() == [1, 0, 1]
+    assert log.student.tolist() == [0, 1, 0] and log.question.tolist() == [0, 0, 1]
+    assert log.correct.tolist() == [1, 0, 1]
     path.write_text("student_id,question_id,correct\nann,q9,yes\n")
     with pytest.raises(ValueError, match="line 2"):
         responses.read_response_csv(str(path))

@@ -88,8 +88,8 @@ def sparse_log(num_students: int, num_questions: int, density: float = 0.0016, k
                  "beta": rng.normal(size=num_questions)}
     elif kind == "factorization":
         scale = 1.0 / np.sqrt(np.sqrt(k))
-        truth = {"theta": rng.normal(0.0, scale, (num_students, k)), "alpha": rng.normal(0.0, scale, (num_questions, k)),
-                 "beta": rng.normal(size=num_questions)}
+        truth = {"theta": rng.normal(0.0, scale, (num_students, k)),
+                 "alpha": rng.normal(0.0, scale, (num_questions, k)), "beta": rng.normal(size=num_questions)}
     else:
         raise ValueError(f"kind must be '2pl' or 'factorization', got {kind!r}")
     target = density * num_students * num_questions

@@ -20,9 +20,9 @@ Data (``config.data.source``):
 
 Whole logs are split at random into ``config.data.split`` fractions of train / validation / test responses
 (seed ``config.data.split_seed``). Evaluators: ``correctness`` (AUC, F1, accuracy, log-loss overall and by
-``config.data.group_by``: "skill" or "question"), ``loss`` (validation log-loss at the posterior means) and, on
-simulations, ``retrieval`` (correlations of posterior means with the truth). Export: the posterior
-(``posterior.npz``: ``<site>/loc``, ``<site>/scale``) and ``model.json``.
+``config.data.group_by``: "skill", "question" or a covariate group such as "label"), ``loss`` (validation
+log-loss at the posterior means) and, on simulations, ``retrieval`` (correlations of posterior means with the
+truth). Export: the posterior (``posterior.npz``: ``<site>/loc``, ``<site>/scale``) and ``model.json``.
 """
 
 import json
@@ -114,10 +114,11 @@ class IrtTask(GradientTask):
             fitted = loop.checkpoint_params(config.model.prior_from)
             self.prior = irt.posterior_as_prior(fitted)
             shapes = irt.site_shapes(self.dims)
-            wrong = {name: tuple(p["loc"].shape) for name, p in self.prior.items() if shapes.get(name) != p["loc"].shape}
-            if wrong or set(shapes) != set(self.prior):
-                raise ValueError(f"config.model.prior_from={config.model.prior_from}: its posterior has sites {wrong or sorted(self.prior)}, "
-                                 f"this model needs {shapes}")
+            found = {name: tuple(p["loc"].shape) for name, p in self.prior.items()}
+            if found != shapes:
+                raise ValueError(f"config.model.prior_from={config.model.prior_from}: its posterior has sites "
+                                 f"{found}, this model needs {shapes} (fit the prior with the same model and data "
+                                 "universe)")
         self._probabilities = jax.jit(lambda params, student, question: irt.mean_probabilities(
             params, self.dims, student, question, self.covariates))
 
@@ -152,13 +153,25 @@ class IrtTask(GradientTask):
         if split not in self.logs:
             raise FileNotFoundError(f"the IRT data ({self.config.data.source}) has no {split} split")
         log = self.logs[split]
-        by = self.config.data.get("group_by", "skill")
+        group_of = self._question_groups(log)
         for batch in responses.eval_batches_of(log, self.config.get("eval_batch_size", 8192), max_batches):
-            if by == "skill" and log.skill is not None:
-                batch["group"] = log.skill[batch["question"]]
-            elif by == "question":
-                batch["group"] = batch["question"]
+            if group_of is not None:
+                batch["group"] = group_of[batch["question"]]
             yield batch
+
+    def _question_groups(self, log) -> np.ndarray | None:
+        """``[Q]`` the report group of each question by ``config.data.group_by``: "skill" (the main skill),
+        "question", or a covariate group's name (e.g. "label": the first column set in that group)."""
+        by = self.config.data.get("group_by", "skill")
+        if by == "skill" and log.skill is not None:
+            return log.skill
+        if by == "question":
+            return np.arange(log.num_questions)
+        starts = np.cumsum([0] + [width for _, width in log.covariate_groups])
+        for (name, width), start in zip(log.covariate_groups, starts):
+            if name == by:
+                return np.argmax(log.covariates[:, start:start + width], axis=1)
+        return None
 
     def device_batch(self, batch):
         return {name: batch[name] for name in ("student", "question", "correct", "mask") if name in batch}
