@@ -12,7 +12,6 @@ and of the refit started from another seed: SVI's own noise) from the refit's. S
     python benchmarks/irt_batch_update.py [--num_students=20000 --num_questions=30000] [--new_fraction=0.1]
 """
 
-import json
 import os
 import sys
 import tempfile
@@ -23,6 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from benchmarks import results_io  # noqa: E402
+from benchmarks.irt_run_records import training_seconds  # noqa: E402
 
 flags.DEFINE_integer("num_students", 20_000, "students of the generated log")
 flags.DEFINE_integer("num_questions", 30_000, "questions of the generated log")
@@ -53,11 +53,7 @@ def fit(data_dir: str, workdir: str, held_out, **fields) -> dict:
     config.update_from_flattened_dict(fields)
     task = build_task(config)
     summary = loop.train(task, task.config, workdir)
-    with open(os.path.join(workdir, "metrics.jsonl")) as handle:
-        train = [r for r in map(json.loads, handle) if r.get("split") == "train"]
-    seconds, previous = 0.0, 0
-    for r in train:
-        seconds, previous = seconds + (r["step"] - previous) / r["steps_per_second"], r["step"]
+    seconds = max(training_seconds(workdir).values())
     state = loop.restore_state(task, task.config, workdir)
     predictions = task.probabilities(state.params, held_out.student, held_out.question)
     return {"updates": summary["step"], "converged_at": summary.get("converged_at"), "train_seconds": seconds,

@@ -30,6 +30,7 @@ sys.path.insert(0, REPO)
 
 from benchmarks import results_io  # noqa: E402
 from benchmarks.irt_reference_fit import reference_fit, reference_python  # noqa: E402
+from benchmarks.irt_run_records import records, training_seconds  # noqa: E402
 
 flags.DEFINE_integer("num_students", 60_000, "students of the generated log")
 flags.DEFINE_integer("num_questions", 104_000, "questions of the generated log")
@@ -46,11 +47,6 @@ flags.DEFINE_string("ref_venv", "/tmp/irt-ref-venv", "environment with py-irt (c
 flags.DEFINE_string("work_dir", "", "runs and data (default: a temporary folder)")
 results_io.define_output_flag("irt_svi_throughput")
 FLAGS = flags.FLAGS
-
-
-def records(workdir: str) -> list[dict]:
-    with open(os.path.join(workdir, "metrics.jsonl")) as handle:
-        return [json.loads(line) for line in handle]
 
 
 def fit(spec: str, data_dir: str, workdir: str) -> dict:
@@ -80,11 +76,8 @@ def fit(spec: str, data_dir: str, workdir: str) -> dict:
     summary = loop.train(task, task.config, workdir)
     wall = time.perf_counter() - start
     train = [r for r in records(workdir) if r.get("split") == "train"]
-    # Seconds of the training steps up to each logged step (window length / its steps per second).
-    elapsed, clock, previous = {}, 0.0, 0
-    for r in train:
-        clock += (r["step"] - previous) / r["steps_per_second"]
-        elapsed[r["step"]], previous = clock, r["step"]
+    elapsed = training_seconds(workdir)
+    clock = max(elapsed.values())
     result = {"model": spec, "steps": summary["step"], "converged_at": summary.get("converged_at"),
               "responses_per_second": float(np.median([r["rows_per_second"] for r in train[1:]])),
               "train_seconds": clock, "wall_seconds_with_compile_and_evaluation": wall,
