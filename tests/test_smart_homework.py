@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from configs import irt as irt_config
+from study import cli
 from study.commands import homework as homework_command
 from study.models import irt
 from study.serve import smart_homework
@@ -85,6 +86,7 @@ def test_homework_command_on_a_fitted_run(tmp_path):
     result = study("homework", "--config=configs/irt.py:smoke", f"--workdir={workdir}", "--students=x")
     assert "--students" in error_line(result)
     (tmp_path / "f.json").write_text(json.dumps([1, 2]))
-    result = study("homework", "--config=configs/irt.py:smoke", f"--workdir={workdir}", "--students=1",
-                   f"--factors={tmp_path / 'f.json'}")
-    assert "--factors" in error_line(result)
+    with pytest.raises(cli.InputError, match="--factors"):
+        homework_command.read_factors(str(tmp_path / "f.json"))
+    with pytest.raises(cli.InputError, match="--weights"):
+        homework_command.parse_weights(["closeness"])
