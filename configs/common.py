@@ -18,6 +18,9 @@ A family's config file adds ``config.task`` (which family: ``study.tasks.TASKS``
   ``"hits/hits@20_macro"``) of the periodic evaluation, ``mode`` "min" | "max", ``patience``: evaluations
   without improvement before the run stops (0 = never stops early). The best state is kept in
   ``<workdir>/best/``; ``study eval`` and ``study export`` use it when it exists.
+* ``convergence``: ``fraction`` > 0 stops the run when the mean change of the window-mean training loss over
+  the last ``window`` logging windows falls below ``fraction`` times the change between the first two windows
+  (``study.train.convergence``; 0 = off).
 * ``init_from``: ``workdir`` of another run whose checkpoint (``step``, -1 = latest) initialises this one;
   ``params``: path patterns of the parameters taken (empty = all).
 * ``frozen``: regular expressions of parameter paths that never change (e.g. ``"embed/.*"``).
@@ -59,6 +62,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.evals = ml_collections.ConfigDict()
 
     config.early_stopping = ml_collections.ConfigDict({"metric": "", "mode": "min", "patience": 0})
+    config.convergence = ml_collections.ConfigDict({"fraction": 0.0, "window": 5})
     config.init_from = ml_collections.ConfigDict({"workdir": "", "step": -1, "params": []})
     config.frozen = []
 

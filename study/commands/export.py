@@ -43,6 +43,10 @@ def check_flags() -> int:
             check_config_data(config)
     else:
         vocab_path = check_config_data(config)
+    if not vocab_path:  # a family that reads no processed dataset has no vocabulary (config.dataset = "")
+        check_checkpoint(FLAGS.workdir, FLAGS.step)
+        check_output_dir(FLAGS.output_dir)
+        return FLAGS.top_k or DEFAULT_TOP_K
     num_items = check_vocab_items(vocab_path, "--vocab" if FLAGS.vocab else "--config.data_dir")
     check_checkpoint(FLAGS.workdir, FLAGS.step)
     check_output_dir(FLAGS.output_dir)

@@ -48,7 +48,15 @@ def check_data_dir(data_dir: str, flag: str = "--config.data_dir", dataset: str 
 
 
 def check_config_data(config) -> str:
-    """``check_data_dir`` for a run config (``config.data_dir``, ``config.dataset``); returns vocab.json's path."""
+    """``check_data_dir`` for a run config (``config.data_dir``, ``config.dataset``); returns vocab.json's path.
+
+    A family that reads no processed dataset (``config.dataset = ""``, e.g. response logs or simulations)
+    only needs ``config.data_dir``, when set, to exist; the result is then ""."""
+    if config.get("dataset", "study") == "":
+        data_dir = config.get("data_dir", "")
+        if data_dir and _is_local(data_dir) and not os.path.exists(data_dir):
+            raise InputError(f"--config.data_dir={data_dir}: no such file or directory")
+        return ""
     return check_data_dir(config.get("data_dir", ""), dataset=config.get("dataset") or None)
 
 

@@ -15,6 +15,9 @@ name               what it reports
 ``correctness``    AUC, F1, accuracy, log-loss of binary correctness, overall and by group
                    (``study.eval.correctness_metrics``); ``predict_fn`` gives ``[N]`` probabilities, batches
                    hold ``correct [N]``, optional ``group [N]`` and ``mask [N]``
+``retrieval``      Pearson / Kendall / Spearman correlation of estimated parameters (posterior means) with
+                   the true ones of a simulation (``study.eval.retrieval_metrics``), with the mean posterior
+                   standard deviation; ``estimates(state) -> {name: (mean [n], sd [n])}``
 ``policy_return``  mean episodic return with its standard error and t interval over seeds, and the mean
                    learning curve (``study.eval.policy_metrics``); ``rollout(state, seeds) -> returns``
 =================  ==========================================================================================
@@ -28,7 +31,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from study.eval import correctness_metrics, evaluate, metrics as hits_metrics, policy_metrics, reports
-from study.eval import session_metrics
+from study.eval import retrieval_metrics, session_metrics
 from study.train.task import Evaluator, Report
 
 Batches = Callable[[str, int | None], Iterator[dict]]
@@ -149,3 +152,29 @@ class PolicyReturnEvaluator(Evaluator):
         return Report(self.name, scalars, metrics,
                       markdown=(f"# Policy return on {split}\n\nmean {summary['mean']:.4f} +- "
                                 f"{summary['stderr']:.4f} (standard error over {summary['num_seeds']} seeds)\n"))
+
+
+class RetrievalEvaluator(Evaluator):
+    """Correlations of a state's parameter estimates with known true values (any split: the truth is one).
+
+    ``estimates(state) -> {name: (mean [n], sd [n] or None)}``; ``truth``: ``{name: [n]}`` (names in both are
+    compared). Scalars: ``<name>_pearson``, ``<name>_kendall``, ``<name>_spearman``.
+    """
+
+    name = "retrieval"
+
+    def __init__(self, estimates: Callable, truth: dict):
+        self.estimates, self.truth = estimates, truth
+
+    def evaluate(self, state, split, *, max_batches=None, num_bootstrap=0) -> Report:
+        del max_batches, num_bootstrap
+        found = self.estimates(state)
+        metrics = {name: retrieval_metrics.retrieval(found[name][0], self.truth[name], found[name][1])
+                   for name in self.truth if name in found}
+        scalars = {f"{name}_{stat}": value[stat] for name, value in metrics.items()
+                   for stat in ("pearson", "kendall", "spearman")}
+        body = "".join(f"| {name} | {m['pearson']:.3f} | {m['kendall']:.3f} | {m['spearman']:.3f} | {m['rmse']:.3f} | "
+                       f"{m.get('mean_posterior_sd', float('nan')):.3f} |\n" for name, m in metrics.items())
+        return Report(self.name, scalars, {"split": split, **metrics},
+                      markdown=("# Parameter retrieval\n\n| parameter | Pearson | Kendall | Spearman | RMSE | "
+                                "mean posterior sd |\n|---|---|---|---|---|---|\n" + body))

@@ -12,6 +12,8 @@ The loop knows no family. It takes a :class:`study.train.task.Task` and owns:
   paths match ``init_from.params`` (fine-tuning, a posterior as the next fit's prior);
 * ``config.frozen``: parameter-path patterns that never change (``study.train.gradient_step``; for update
   tasks the loop copies the frozen leaves through every update);
+* ``config.convergence``: stop when the mean training loss of the logging windows has stopped moving
+  (``study.train.convergence``, the rule of Shi & Athey 2021);
 * metrics (``metrics.jsonl`` + TensorBoard, a progress bar on terminals) and evaluation by the task's
   evaluators on the validation split: ``config.evals.<name>.every`` = N runs evaluator ``name`` every N
   updates and at the end (reading at most ``max_batches`` batches), 0 only at the end, -1 never (it then
@@ -36,6 +38,7 @@ import ml_collections
 import numpy as np
 
 from study.train import checkpointing, gradient_step, schedules, sharding
+from study.train.convergence import ConvergenceRule
 from study.train.metrics_logging import MetricsLogger
 from study.train.task import GradientTask, Task, UpdateTask
 from study.train.train_state import TrainState
@@ -166,19 +169,25 @@ def _as_train_state(tree) -> TrainState:
                       opt_state=tree.get("opt_state") or (), rng=np.asarray(tree["rng"]))
 
 
+def checkpoint_params(workdir: str, step: int | None = None, log=None) -> Any:
+    """The parameters (NumPy) of the checkpoint of step ``step`` (default: the newest intact one) of the run
+    in ``workdir``, as saved: no task or config needed."""
+    ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), every_steps=1, async_save=False,
+                                      create=False)
+    try:
+        other, _ = ckpt.restore(None, step, log=log or (lambda message: None))
+    finally:
+        ckpt.close()
+    return _as_train_state(other).params
+
+
 def initialize_from(state, shardings, init_from, logger):
     """``state`` with the parameter leaves matching ``init_from.params`` replaced by those of the
     checkpoint of the run in ``init_from.workdir`` (``init_from.step``, default its latest)."""
     import re
 
-    source = os.path.join(init_from.workdir, "checkpoints")
-    ckpt = checkpointing.Checkpointer(source, every_steps=1, async_save=False, create=False)
-    try:
-        step = None if init_from.get("step", -1) < 0 else int(init_from.step)
-        other, _ = ckpt.restore(None, step, log=logger.info)
-    finally:
-        ckpt.close()
-    other_params = _as_train_state(other).params
+    step = None if init_from.get("step", -1) < 0 else int(init_from.step)
+    other_params = checkpoint_params(init_from.workdir, step, log=logger.info)
     patterns = [re.compile(p) for p in (list(init_from.get("params", ())) or [".*"])]
     theirs = {gradient_step.path_name(path): leaf
               for path, leaf in jax.tree_util.tree_flatten_with_path(other_params)[0]}
@@ -245,6 +254,7 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: str) -> dict:
     ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), every, config.keep_checkpoints,
                                       async_save=program.jit)
     stopping = EarlyStopping(config.get("early_stopping", None))
+    convergence = ConvergenceRule(config.get("convergence", None))
     best_ckpt = (checkpointing.Checkpointer(os.path.join(workdir, BEST_DIR), 1, 1, async_save=False)
                  if stopping.enabled else None)
     progress = {"step": 0, "batches_consumed": 0, "seed": config.seed}
@@ -252,6 +262,7 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: str) -> dict:
         state, progress = _restore(ckpt, state, state_shardings, logger)
         logger.truncate_after(progress["step"])
         stopping.load(progress.get("early_stopping"))
+        convergence.load(progress.get("convergence"))
         logger.info(f"resumed from step {progress['step']} ({progress['batches_consumed']} batches consumed)")
     else:
         init_from = config.get("init_from", None)
@@ -286,7 +297,10 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: str) -> dict:
         return scalars
 
     def progress_of(step):
-        return {"step": step, "batches_consumed": step, "seed": config.seed, "early_stopping": stopping.state()}
+        progress = {"step": step, "batches_consumed": step, "seed": config.seed, "early_stopping": stopping.state()}
+        if convergence.enabled:
+            progress["convergence"] = convergence.state()
+        return progress
 
     def observe(step, scalars):
         if stopping.observe(step, scalars):
@@ -304,7 +318,7 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: str) -> dict:
     with mesh_context(mesh, rules, config.get("activation_constraints", False)), \
             logger.progress_bar(start_step, total) as bar:
         for step in itertools.count(start_step) if total is None else range(start_step, total):
-            if stopping.should_stop():
+            if stopping.should_stop() or convergence.converged:
                 break
             local = next(batches, None)
             if local is None:  # a finite data source (one pass) ends the run
@@ -319,6 +333,8 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: str) -> dict:
                 train_metrics = _window_metrics(window, time.perf_counter() - window_start, config.batch_size)
                 logger.log(done, "train", train_metrics)
                 window, window_start = [], time.perf_counter()
+                if "loss" in train_metrics and convergence.observe(done, train_metrics["loss"]):
+                    logger.info(f"converged at step {done} (config.convergence)")
             if done != total:
                 scalars = run_validation(done)
                 if scalars:
@@ -345,6 +361,8 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: str) -> dict:
               "validation": {key.split("/", 1)[1]: value for key, value in validation.items()}}
     if stopping.enabled:
         result["early_stopping"] = dict(stopping.state(), stopped=stopping.should_stop())
+    if convergence.enabled:
+        result["converged_at"] = convergence.converged_at
     return result
 
 
