@@ -48,7 +48,10 @@ def check_data_dir(data_dir: str, flag: str = "--config.data_dir", dataset: str 
 
 
 def check_config_data(config) -> str:
-    """``check_data_dir`` for a run config (``config.data_dir``, ``config.dataset``); returns vocab.json's path."""
+    """``check_data_dir`` for a run config (``config.data_dir``, ``config.dataset``); returns vocab.json's path
+    ("" for a family that reads no processed dataset: both fields empty, e.g. the bandit simulations)."""
+    if not config.get("data_dir", "") and not config.get("dataset", ""):
+        return ""
     return check_data_dir(config.get("data_dir", ""), dataset=config.get("dataset") or None)
 
 

@@ -5,6 +5,7 @@
 ==============  ====================================================================  ==============================
 ``next_item``   STUDY, Individual, two-stream, SAMN, SR-GNN (``config.model.name``)   ``study.tasks.next_item``
 ``knn``         KNN nearest contexts, fitted in one pass                               ``study.tasks.nearest_contexts``
+``eduqate``     EduQate, WIQL, Threshold Whittle, Myopic, Random (``model.policy``)    ``study.tasks.curriculum_bandits``
 ==============  ====================================================================  ==============================
 
 A family is one module here (a ``study.train.task.Task``) plus one config file in ``configs/``.
@@ -12,6 +13,7 @@ A family is one module here (a ``study.train.task.Task``) plus one config file i
 
 import ml_collections
 
+from study.tasks.curriculum_bandits import CurriculumBanditTask
 from study.tasks.nearest_contexts import NearestContextsTask
 from study.tasks.next_item import NextItemTask
 from study.train import loop, sharding
@@ -19,6 +21,7 @@ from study.train import loop, sharding
 TASKS = {
     "next_item": NextItemTask,
     "knn": NearestContextsTask,
+    "eduqate": CurriculumBanditTask,
 }
 
 
