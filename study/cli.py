@@ -8,6 +8,7 @@
     study suite      ...  train + evaluate + compare several models  (study.commands.suite)
     study export     ...  a serving artifact from a checkpoint       (study.commands.export)
     study recommend  ...  next-item recommendations from an artifact (study.serve.recommend)
+    study bandits    ...  the EduQate protocol: all policies, report  (study.commands.bandit_protocol)
 
 Each sub-command is the `python -m` module named beside it, with the same absl flags; `study CMD --help`
 lists them and exits 0.
@@ -39,6 +40,7 @@ COMMANDS = {
     "suite": "study.commands.suite",
     "export": "study.commands.export",
     "recommend": "study.serve.recommend",
+    "bandits": "study.commands.bandit_protocol",
 }
 
 

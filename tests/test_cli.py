@@ -22,6 +22,7 @@ HELP_FLAGS = {
     "suite": ["--data_dir", "--workdir", "--models", "--override"],
     "export": ["--config", "--workdir", "--output_dir", "--top_k", "--vocab"],
     "recommend": ["--artifact", "--requests", "--output", "--k", "--batch_size"],
+    "bandits": ["--workdir", "--preset", "--datasets", "--policies", "--topics", "--override"],
 }
 
 
