@@ -1,5 +1,5 @@
 """A straightforward per-step Python loop of the curriculum-bandit policies: one trial, one step at a time,
-NumPy arrays, a Python list as the replay buffer. The speed reference of ``benchmarks/eduqate_protocol.py``,
+NumPy arrays within a step (all arms and the replayed batch at once), a Python list as the replay buffer. The speed reference of ``benchmarks/eduqate_protocol.py``,
 and an independent implementation that ``tests/test_eduqate_policies.py`` checks the vectorised learner
 (``study.models.bandit_learner``) against, draw for draw.
 
@@ -61,13 +61,13 @@ class PythonLoopTrial:
         """Eq. 11 with the batch-mean target per (arm, state, action) cell, targets from the table before."""
         used = [0, 1, 2] if self.policy == "eduqate" else [0, 2]
         best = self.q[:, :, used].max(axis=2)  # [N, 2]
+        states, actions, next_states = (np.stack(column) for column in zip(*batch))  # [B, N] each
+        arms = np.broadcast_to(np.arange(self.num_arms), states.shape)
+        targets = next_states + self.gamma * best[arms, next_states]
         sums = np.zeros_like(self.q)
         hits = np.zeros_like(self.q)
-        for states, actions, next_states in batch:
-            for arm in range(self.num_arms):
-                s, a, s2 = states[arm], actions[arm], next_states[arm]
-                sums[arm, s, a] += s2 + self.gamma * best[arm, s2]
-                hits[arm, s, a] += 1
+        np.add.at(sums, (arms, states, actions), targets)
+        np.add.at(hits, (arms, states, actions), 1)
         touched = hits > 0
         self.q[touched] = (1 - self.alpha) * self.q[touched] + self.alpha * sums[touched] / hits[touched]
 

@@ -112,7 +112,7 @@ def replay_markdown(summary: dict) -> str:
 
 def plot_learning_curves(curves: dict, path: str, smooth: int = 20) -> None:
     """One panel per dataset: learned items after each episode, mean over trials (moving average over
-    ``smooth`` episodes) with a band of one standard error."""
+    ``smooth`` episodes, at most a tenth of them) with a band of one standard error."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,7 +125,7 @@ def plot_learning_curves(curves: dict, path: str, smooth: int = 20) -> None:
             final = np.asarray(curve["final"], np.float64)
             stats = policy_metrics.learning_curve(final)
             mean, stderr = np.asarray(stats["mean"]), np.asarray(stats["stderr"])
-            width = max(1, min(smooth, len(mean)))
+            width = max(1, min(smooth, len(mean) // 10))  # short runs: a tenth of their episodes
             kernel = np.ones(width) / width
             mean_s, stderr_s = np.convolve(mean, kernel, "valid"), np.convolve(stderr, kernel, "valid")
             episodes = np.arange(width, len(mean) + 1)
