@@ -9,7 +9,7 @@ Policies (``Settings.policy``):
                             with ``epsilon = N / (N + t)``; experience replay (``replay``: buffer of
                             ``replay_size`` steps, a uniform minibatch of ``replay_batch`` per step)
 ``wiql``                    Whittle-index Q-learning: per-arm Q over (state, passive / active) only, a
-                            semi-active step is seen as passive; index ``Q(s, 1) - Q(s, 0)``; same epsilon
+                            semi-active step is seen as passive; index ``Q(s, act) - Q(s, rest)``; same epsilon
 ``threshold_whittle``       closed-form Whittle index of the known active / passive transitions
 ``myopic``                  largest one-step gain of the known transitions, ``P^act_{s1} - P^pass_{s1}``
 ``random``                  ``k`` arms uniformly at random
