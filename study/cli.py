@@ -9,6 +9,7 @@
     study export     ...  a serving artifact from a checkpoint       (study.commands.export)
     study recommend  ...  next-item recommendations from an artifact (study.serve.recommend)
     study homework   ...  Smart Homework picks from a fitted IRT run  (study.commands.homework)
+    study bandits    ...  the EduQate protocol: all policies, report  (study.commands.bandit_protocol)
 
 Each sub-command is the `python -m` module named beside it, with the same absl flags; `study CMD --help`
 lists them and exits 0.
@@ -41,6 +42,7 @@ COMMANDS = {
     "export": "study.commands.export",
     "recommend": "study.serve.recommend",
     "homework": "study.commands.homework",
+    "bandits": "study.commands.bandit_protocol",
 }
 
 

@@ -23,6 +23,7 @@ HELP_FLAGS = {
     "export": ["--config", "--workdir", "--output_dir", "--top_k", "--vocab"],
     "recommend": ["--artifact", "--requests", "--output", "--k", "--batch_size"],
     "homework": ["--config", "--workdir", "--students", "--top_k", "--target", "--weights", "--factors"],
+    "bandits": ["--workdir", "--preset", "--datasets", "--policies", "--topics", "--override"],
 }
 
 

@@ -6,6 +6,7 @@
 ``next_item``   STUDY, Individual, two-stream, SAMN, SR-GNN (``config.model.name``)   ``study.tasks.next_item``
 ``knn``         KNN nearest contexts, fitted in one pass                               ``study.tasks.nearest_contexts``
 ``irt``         Bayesian 2PL / factorization / hierarchical IRT by SVI                 ``study.tasks.irt``
+``eduqate``     EduQate, WIQL, Threshold Whittle, Myopic, Random (``model.policy``)    ``study.tasks.curriculum_bandits``
 ==============  ====================================================================  ==============================
 
 A family is one module here (a ``study.train.task.Task``) plus one config file in ``configs/``.
@@ -13,6 +14,7 @@ A family is one module here (a ``study.train.task.Task``) plus one config file i
 
 import ml_collections
 
+from study.tasks.curriculum_bandits import CurriculumBanditTask
 from study.tasks.irt import IrtTask
 from study.tasks.nearest_contexts import NearestContextsTask
 from study.tasks.next_item import NextItemTask
@@ -22,6 +24,7 @@ TASKS = {
     "next_item": NextItemTask,
     "knn": NearestContextsTask,
     "irt": IrtTask,
+    "eduqate": CurriculumBanditTask,
 }
 
 
