@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -277,3 +278,43 @@ def test_early_stopping_stops_after_patience_and_keeps_the_best_state(tmp_path):
     assert int(loop.restore_state(task, config, workdir, checkpoint="latest").step) == 8
     # Started again, the stopped run does not train further (its progress holds the early-stopping state).
     assert loop.train(task, config, workdir)["step"] == 8
+
+
+class SlowValidation(LogisticResponses):
+    """The logistic family plus an evaluator that takes a second of host time per call."""
+
+    def evaluators(self):
+        class Sleeper(evaluators.Evaluator):
+            name = "sleeper"
+
+            def evaluate(self, state, split, *, max_batches=None, num_bootstrap=0):
+                time.sleep(1.0)
+                return evaluators.Report(self.name, {"value": 0.0}, {"value": 0.0})
+
+        return {**super().evaluators(), "sleeper": Sleeper()}
+
+
+def test_logged_step_rate_leaves_out_compilation_evaluation_and_checkpoints(tmp_path):
+    # 8 steps logged every 4, a 1 s evaluation every 2 steps and a checkpoint every 3: a rate computed over
+    # wall time would be below 4 steps / 2 s. The toy step itself takes about a millisecond.
+    config = toy_config("logistic", steps=8, log_every=4, checkpoint_every=3)
+    config.evals.sleeper = common.evaluation(every=2, max_batches=0)
+    workdir = str(tmp_path / "run")
+    loop.train(SlowValidation(config, sharding.make_mesh({"data": -1, "model": 1})), config, workdir)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        train = [r for r in map(json.loads, f) if r["split"] == "train"]
+    assert [r["step"] for r in train] == [4, 8]
+    for record in train:
+        assert record["steps_per_second"] > 20, record
+        assert record["rows_per_second"] == pytest.approx(record["steps_per_second"] * BATCH)
+
+
+def test_a_window_holding_only_the_compiling_step_reports_no_rate(tmp_path):
+    config = toy_config("logistic", steps=2, log_every=1, checkpoint_every=0)
+    workdir = str(tmp_path / "run")
+    loop.train(LogisticResponses(config, sharding.make_mesh({"data": -1, "model": 1})), config, workdir)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        train = [r for r in map(json.loads, f) if r["split"] == "train"]
+    assert "steps_per_second" not in train[0] and "loss" in train[0]
+    assert train[0]["first_step_seconds"] > 0
+    assert train[1]["steps_per_second"] > 0 and "first_step_seconds" not in train[1]

@@ -313,7 +313,7 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: str) -> dict:
     total = config.steps if config.steps > 0 else None  # None: until the task's data ends
     kill_at = config.get("kill_at_step", -1)
     train_metrics, validation = {}, {}
-    window, window_start = [], time.perf_counter()
+    window, clock = [], StepClock()
     done, evaluated_at = start_step, None
     with mesh_context(mesh, rules, config.get("activation_constraints", False)), \
             logger.progress_bar(start_step, total) as bar:
@@ -329,22 +329,28 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: str) -> dict:
             window.append(metrics)
             done = step + 1
             bar.update(1)
+            if step == start_step:  # the process's first step compiles: timed apart from the others
+                logger.info(f"first step (with compilation) took {clock.first_step_done(metrics):.2f} s")
             if done % config.log_every == 0 or done == total:
-                train_metrics = _window_metrics(window, time.perf_counter() - window_start, config.batch_size)
+                train_metrics = _window_metrics(window, clock, config.batch_size)
                 logger.log(done, "train", train_metrics)
-                window, window_start = [], time.perf_counter()
+                window = []
+                clock.restart()
                 if "loss" in train_metrics and convergence.observe(done, train_metrics["loss"]):
                     logger.info(f"converged at step {done} (config.convergence)")
-            if done != total:
-                scalars = run_validation(done)
-                if scalars:
-                    validation, evaluated_at = scalars, done
-                    observe(done, scalars)
-            ckpt.maybe_save(done, state, progress_of(done))
+            due = done % every == 0 or (done != total and any(
+                evals[name].every > 0 and done % evals[name].every == 0 for name in during_training))
+            with clock.paused(state, due):  # evaluation and checkpoints are not step time
+                if done != total:
+                    scalars = run_validation(done)
+                    if scalars:
+                        validation, evaluated_at = scalars, done
+                        observe(done, scalars)
+                ckpt.maybe_save(done, state, progress_of(done))
             if done == kill_at:  # preemption drill for tests: die without any cleanup
                 os.kill(os.getpid(), signal.SIGKILL)
         if window:
-            train_metrics = _window_metrics(window, time.perf_counter() - window_start, config.batch_size)
+            train_metrics = _window_metrics(window, clock, config.batch_size)
             logger.log(done, "train", train_metrics)
         final_step = int(jax.device_get(state.step))
         if evaluated_at != final_step:
@@ -417,11 +423,57 @@ class EarlyStopping:
             self.since_best = int(saved["evaluations_since_best"])
 
 
-def _window_metrics(window, elapsed: float, batch_size: int) -> dict:
+class StepClock:
+    """Wall seconds of training steps in the current logging window.
+
+    Left out: the first step of a process (it compiles; its seconds are logged as ``first_step_seconds`` in
+    its window) and time spent in evaluation and checkpointing, so that steps/s is the rate of the step.
+    """
+
+    def __init__(self):
+        self.untimed_steps = 0  # steps of this window that are not in ``seconds()``
+        self.restart()
+
+    def restart(self):
+        self._start, self._excluded = time.perf_counter(), 0.0
+        self.untimed_steps = 0
+
+    def first_step_done(self, outputs) -> float:
+        """Waits for the first step; returns its seconds and starts timing the next step."""
+        jax.block_until_ready(outputs)
+        now = time.perf_counter()
+        took = now - self._start - self._excluded
+        self._start, self._excluded, self.untimed_steps = now, 0.0, self.untimed_steps + 1
+        self.first_step_seconds = took
+        return took
+
+    @contextlib.contextmanager
+    def paused(self, state, due: bool):
+        """Excludes the enclosed work when ``due`` (an evaluation or checkpoint runs in it). The steps
+        still running on the device finish first and count as step time; when nothing is due the loop
+        does not wait for the device, so dispatch stays asynchronous."""
+        if not due:
+            yield
+            return
+        jax.block_until_ready(state)
+        start = time.perf_counter()
+        yield
+        self._excluded += time.perf_counter() - start
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self._start - self._excluded
+
+
+def _window_metrics(window, clock: StepClock, batch_size: int) -> dict:
     values = jax.device_get(window)
+    elapsed = clock.seconds()
     metrics = {name: float(np.mean([v[name] for v in values])) for name in values[0]}
-    metrics["steps_per_second"] = len(values) / elapsed
-    metrics["rows_per_second"] = len(values) * batch_size / elapsed
+    timed = len(values) - clock.untimed_steps
+    if clock.untimed_steps:
+        metrics["first_step_seconds"] = clock.first_step_seconds
+    if timed > 0:  # a window holding only the compiling step has no step rate
+        metrics["steps_per_second"] = timed / elapsed
+        metrics["rows_per_second"] = timed * batch_size / elapsed
     return metrics
 
 
