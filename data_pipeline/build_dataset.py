@@ -79,7 +79,7 @@ class PipelineConfig:
     chunk_bytes: int = 64 << 20  # CSV block / Parquet batch size read at once
     split_bytes: int = 64 << 20  # CSV files are read in byte ranges of this size, in parallel
     student_buckets: int | None = None  # fixed number of student / classroom buckets, else:
-    interactions_per_bucket: int = 50_000  # one bucket per this many interaction lines
+    interactions_per_bucket: int = read_raw.DEFAULT_INTERACTIONS_PER_BUCKET  # one bucket per this many lines
     allow_empty_split: bool = False  # else a split asked for (requested_splits) must not be empty
     overwrite: bool = False  # replace an output_dir that holds other files than a previous output
 

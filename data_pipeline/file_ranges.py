@@ -75,8 +75,6 @@ class ListInputFiles(beam.PTransform):
             pbegin
             | "Patterns" >> beam.Create([self._source])
             | "MatchFiles" >> beam.FlatMap(list_files, self._kind)
-            # Headers are read in parallel, one file per element.
-            | "SpreadFiles" >> beam.Reshuffle()
             | "InspectFiles" >> beam.Map(inspect_listed, self._kind)
         )
 

@@ -346,11 +346,22 @@ def classroom_sizes(tokens_batch: list):
 def history_classroom_sizes(history_batch, boundary: int, validation_fraction: float):
     """``student_sequences.HistoryBatch`` -> ``((split name, classroom), interactions)`` per pair
     met, with the splits ``SplitAndTokenize`` assigns (known before the vocabulary, so that the
-    classroom stage needs not wait for the rows' tokens)."""
+    classroom stage needs not wait for the rows' tokens). One ``np.unique`` per batch."""
+    later = np.array(
+        [splits_lib.later_period_split(s, validation_fraction) for s in history_batch.student_ids],
+        dtype=np.int64,
+    )
+    owner = np.repeat(np.arange(len(later)), history_batch.sizes)
+    split_codes = np.where(history_batch.timestamps < boundary, splits_lib.TRAIN, later[owner])
+    names = [name for names in history_batch.classroom_names for name in names]
+    offsets = np.cumsum([0] + [len(names) for names in history_batch.classroom_names])[:-1]
+    name_index = offsets[owner] + history_batch.classroom_codes
+    keys, counts = np.unique(split_codes * len(names) + name_index, return_counts=True)
     sizes = {}
-    for history in history_batch.histories():
-        split_codes = splits_lib.assign_splits(history, boundary, validation_fraction).splits
-        _add_sizes(sizes, history, split_codes)
+    for key, count in zip(keys.tolist(), counts.tolist()):
+        split_index, index = divmod(key, len(names))
+        pair = (row_format.SPLITS[split_index], names[index])
+        sizes[pair] = sizes.get(pair, 0) + count
     yield from sizes.items()
 
 

@@ -67,8 +67,8 @@ class StudentInteractions(NamedTuple):
 
 
 # Students travel between stages in buckets (many students per element) rather than one by one;
-# the job sizes the number of buckets from the data (``file_ranges.BucketCount``).
-DEFAULT_STUDENT_BUCKETS = 128  # of ``ReadRawFiles`` used on its own
+# the number of buckets comes from the data (``file_ranges.BucketCount``) or is given.
+DEFAULT_INTERACTIONS_PER_BUCKET = 50_000
 
 
 def student_buckets(student_ids: np.ndarray, num_buckets: int) -> np.ndarray:
@@ -292,7 +292,7 @@ class ReadRanges(beam.PTransform):
         "schools": ReadSchoolFileDoFn,
     }
 
-    def __init__(self, kind: FileKind, chunk_bytes: int = 64 << 20, num_buckets=DEFAULT_STUDENT_BUCKETS):
+    def __init__(self, kind: FileKind, chunk_bytes: int = 64 << 20, num_buckets=1):
         super().__init__()
         self._kind = kind
         self._chunk_bytes = chunk_bytes
@@ -318,7 +318,8 @@ class ReadRawFiles(beam.PTransform):
     """Input files -> tagged outputs ``good``, ``dead_letter``, ``stats`` (see ``ReadRanges``).
 
     ``files``: inspected InputFiles, or comma-separated paths / globs listed when the pipeline runs;
-    ``split_bytes``: the size of the byte ranges that a CSV file is cut into.
+    ``split_bytes``: the size of the byte ranges that a CSV file is cut into; ``num_buckets``: the
+    student buckets, by default one per ``DEFAULT_INTERACTIONS_PER_BUCKET`` lines of the files.
     """
 
     def __init__(
@@ -326,7 +327,7 @@ class ReadRawFiles(beam.PTransform):
         files,
         kind: FileKind,
         chunk_bytes: int = 64 << 20,
-        num_buckets: int = DEFAULT_STUDENT_BUCKETS,
+        num_buckets: int | None = None,
         split_bytes: int = 64 << 20,
     ):
         super().__init__()
@@ -337,12 +338,15 @@ class ReadRawFiles(beam.PTransform):
         self._split_bytes = split_bytes
 
     def expand(self, pbegin):
-        return (
+        ranges = (
             pbegin
             | "ListFiles" >> file_ranges.ListInputFiles(self._files, self._kind)
             | "IndexRanges" >> file_ranges.IndexRanges(self._split_bytes)
-            | "Read" >> ReadRanges(self._kind, self._chunk_bytes, self._num_buckets)
         )
+        buckets = self._num_buckets
+        if buckets is None:
+            buckets = ranges | "Buckets" >> file_ranges.BucketCount(DEFAULT_INTERACTIONS_PER_BUCKET)
+        return ranges | "Read" >> ReadRanges(self._kind, self._chunk_bytes, buckets)
 
 
 class SchoolTable(beam.PTransform):
