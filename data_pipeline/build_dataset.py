@@ -28,10 +28,10 @@ A non-empty ``--output_dir`` that is not a previous output of this job is refuse
 """
 
 import dataclasses
-import datetime
 import difflib
 import json
 import sys
+import tempfile
 
 import apache_beam as beam
 from absl import app
@@ -39,10 +39,14 @@ from absl import flags
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from data_pipeline import file_ranges
+from data_pipeline import job_submission
 from data_pipeline import model_rows
 from data_pipeline import output_folder
 from data_pipeline import read_raw
+from data_pipeline import split_check
 from data_pipeline import splits
+from data_pipeline.split_check import EmptySplitError
 from data_pipeline import statistics
 from data_pipeline import student_sequences
 from data_pipeline import vocabulary
@@ -73,6 +77,9 @@ class PipelineConfig:
     school_year_start_month: int = raw_schema.SCHOOL_YEAR_START_MONTH
     rows_per_shard: int = 20000
     chunk_bytes: int = 64 << 20  # CSV block / Parquet batch size read at once
+    split_bytes: int = 64 << 20  # CSV files are read in byte ranges of this size, in parallel
+    student_buckets: int | None = None  # fixed number of student / classroom buckets, else:
+    interactions_per_bucket: int = read_raw.DEFAULT_INTERACTIONS_PER_BUCKET  # one bucket per this many lines
     allow_empty_split: bool = False  # else a split asked for (requested_splits) must not be empty
     overwrite: bool = False  # replace an output_dir that holds other files than a previous output
 
@@ -85,6 +92,10 @@ class PipelineConfig:
             raise ValueError(f"validation_fraction={self.validation_fraction} must be in [0, 1]")
         if self.vocab_size < 0 or self.num_packings < 1 or self.rows_per_shard < 1:
             raise ValueError("vocab_size must be >= 0, num_packings and rows_per_shard >= 1")
+        if self.chunk_bytes < 1 or self.split_bytes < 1 or self.interactions_per_bucket < 1:
+            raise ValueError("chunk_mb, split_mb and interactions_per_bucket must be >= 1")
+        if self.student_buckets is not None and self.student_buckets < 1:
+            raise ValueError(f"--student_buckets={self.student_buckets} must be >= 1 (or unset)")
         if not 1 <= self.school_year_start_month <= 12:
             raise ValueError("school_year_start_month must be in 1..12")
         given = [f"--{name}" for name in _SPLIT_OPTIONS if getattr(self, name) is not None]
@@ -116,10 +127,7 @@ class PipelineConfig:
 
 
 _SPLIT_OPTIONS = ("split_date", "split_time", "split_quantile")
-
-
-class EmptySplitError(ValueError):
-    """A split the options ask for holds no interaction; the message says why and what to do."""
+__all__ = ["EmptySplitError", "PipelineConfig", "build_dataset", "build_pipeline"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,28 +152,45 @@ def _to_dir(output_dir: str, *parts: str) -> str:
     return FileSystems.join(output_dir, *parts)
 
 
-def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig, inputs: InspectedInputs):
-    """Adds the dataset job's stages to ``pipeline``."""
+def build_pipeline(
+    pipeline: beam.Pipeline, config: PipelineConfig, inputs: InspectedInputs | None = None
+):
+    """Adds the dataset job's stages to ``pipeline``.
+
+    ``inputs``: the inspected input files; None: the files are listed and inspected when the
+    pipeline runs (the same graph, built without reaching the storage).
+    """
     out = config.output_dir
     chunk = config.chunk_bytes
-    interactions = pipeline | "ReadInteractions" >> read_raw.ReadRawFiles(
-        inputs.interactions, read_raw.INTERACTIONS, chunk
+    if inputs is None:
+        sources = (config.interactions, config.roster, config.schools or [])
+    else:
+        sources = (inputs.interactions, inputs.roster, inputs.schools)
+    kinds = (read_raw.INTERACTIONS, read_raw.ROSTER, read_raw.SCHOOLS)
+    files, ranges = {}, {}
+    for source, kind in zip(sources, kinds):
+        name = kind.name.capitalize()
+        files[kind.name] = pipeline | f"List{name}" >> file_ranges.ListInputFiles(source, kind)
+        ranges[kind.name] = files[kind.name] | f"Index{name}" >> file_ranges.IndexRanges(
+            config.split_bytes
+        )
+    buckets = ranges["interactions"] | "StudentBuckets" >> file_ranges.BucketCount(
+        config.interactions_per_bucket, config.student_buckets
     )
-    roster = pipeline | "ReadRoster" >> read_raw.ReadRawFiles(inputs.roster, read_raw.ROSTER, chunk)
-    school_records = pipeline | "ReadSchools" >> read_raw.ReadRawFiles(
-        inputs.schools, read_raw.SCHOOLS, chunk
+    interactions = ranges["interactions"] | "ReadInteractions" >> read_raw.ReadRanges(
+        read_raw.INTERACTIONS, chunk, buckets
     )
-    schools = school_records.good | "SchoolTable" >> read_raw.SchoolTable(
-        read_raw.file_paths(inputs.schools)
+    roster = ranges["roster"] | "ReadRoster" >> read_raw.ReadRanges(read_raw.ROSTER, chunk, buckets)
+    school_records = ranges["schools"] | "ReadSchools" >> read_raw.ReadRanges(
+        read_raw.SCHOOLS, chunk, 1
     )
+    schools = school_records.good | "SchoolTable" >> read_raw.SchoolTable(files["schools"])
     histories = (
         interactions.good,
         roster.good,
         schools.good,
     ) | "StudentHistories" >> student_sequences.StudentHistories(
-        read_raw.file_paths(inputs.interactions),
-        read_raw.file_paths(inputs.roster),
-        config.school_year_start_month,
+        files["interactions"], files["roster"], config.school_year_start_month
     )
     boundary = histories.good | "SplitBoundary" >> splits.SplitBoundary(
         config.split_timestamp(), config.school_year_start_month, config.split_quantile
@@ -177,14 +202,25 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig, inputs: Insp
     tokens = (histories.good, boundary, vocab) | "SplitAndTokenize" >> model_rows.SplitAndTokenize(
         config.validation_fraction
     )
+    classroom_sizes = histories.good | "ClassroomSizes" >> beam.FlatMap(
+        model_rows.history_classroom_sizes,
+        beam.pvalue.AsSingleton(boundary),
+        config.validation_fraction,
+    )
     individual = tokens.good | "IndividualRows" >> model_rows.IndividualRows(config.row_length)
     study = tokens.good | "StudyRows" >> model_rows.StudyRows(
-        config.row_length, config.segment_length, config.num_packings, config.seed
+        config.row_length,
+        config.segment_length,
+        config.num_packings,
+        config.seed,
+        buckets,
+        config.interactions_per_bucket,
+        classroom_sizes,
     )
     individual_counts = individual | "WriteIndividual" >> write_rows.WriteRows(
         _to_dir(out, "individual"), "individual", config.row_length, config.rows_per_shard, config.seed
     )
-    study_counts = study | "WriteStudy" >> write_rows.WriteRows(
+    study_counts = study.good | "WriteStudy" >> write_rows.WriteRows(
         _to_dir(out, "study"), "study", config.row_length, config.rows_per_shard, config.seed
     )
     _ = tokens.students_csv | "WriteStudents" >> beam.io.WriteToText(
@@ -207,6 +243,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig, inputs: Insp
         >> beam.io.WriteToText(_to_dir(out, "dead_letter", "dead_letters"), file_name_suffix=".jsonl")
     )
     boundary_counter = boundary | "BoundaryCounter" >> beam.Map(lambda t: {"split_timestamp": t})
+    bucket_counter = buckets | "BucketCounter" >> beam.Map(lambda n: {"max/student_buckets": n})
     _ = (
         interactions.stats,
         roster.stats,
@@ -217,6 +254,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig, inputs: Insp
         individual_counts,
         study_counts,
         boundary_counter,
+        bucket_counter,
+        study.stats,
     ) | "AllCounters" >> beam.Flatten() | "WriteStatistics" >> statistics.WriteStatistics(out)
 
 
@@ -228,7 +267,7 @@ def default_beam_options(beam_args: list | None = None) -> PipelineOptions:
     return PipelineOptions(args)
 
 
-def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
+def make_pipeline(options: PipelineOptions, package_folder: str | None = None) -> beam.Pipeline:
     """A Beam pipeline for ``options``; the DirectRunner runs on its in-process batch engine.
 
     Beam's DirectRunner first tries the Prism runner, which downloads a binary: on an offline
@@ -242,11 +281,15 @@ def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
         from apache_beam.runners.portability.fn_api_runner import fn_runner
 
         return beam.Pipeline(runner=fn_runner.FnApiRunner(), options=options)
+    if package_folder is not None:
+        options = job_submission.with_worker_package(options, package_folder)
     return beam.Pipeline(options=options)
 
 
 def build_dataset(config: PipelineConfig, beam_options: PipelineOptions | None = None) -> dict:
-    """Runs the dataset job and returns the stats (the content of ``stats.json``).
+    """Runs the dataset job and returns the stats (the content of ``stats.json``); with Beam's
+    ``--dry_run=True`` (DataflowRunner) builds the job offline and returns
+    ``job_submission.dry_run``'s summary instead.
 
     The job writes into a temporary folder beside ``config.output_dir`` and puts it in its place
     only when everything is written and checked (``output_folder``).
@@ -258,6 +301,13 @@ def build_dataset(config: PipelineConfig, beam_options: PipelineOptions | None =
       ValueError: inconsistent options.
     """
     config.validate()
+    options = beam_options if beam_options is not None else default_beam_options()
+    if job_submission.is_dry_run(options):
+        # Nothing listed, read or written: the graph lists its inputs when it runs.
+        work = output_folder.temporary_sibling(config.output_dir)
+        return job_submission.dry_run(
+            options, lambda p: build_pipeline(p, dataclasses.replace(config, output_dir=work))
+        )
     inputs = inspect_inputs(config)
     input_paths = [f.path for files in (inputs.interactions, inputs.roster, inputs.schools) for f in files]
     output_folder.check_output_dir(config.output_dir, config.overwrite, input_paths)
@@ -267,78 +317,17 @@ def build_dataset(config: PipelineConfig, beam_options: PipelineOptions | None =
             FileSystems.mkdirs(_to_dir(work, folder))
         with FileSystems.create(_to_dir(work, output_folder.CONFIG_FILE)) as handle:
             handle.write(json.dumps(dataclasses.asdict(config), indent=1).encode("utf-8"))
-        options = beam_options if beam_options is not None else default_beam_options()
-        with make_pipeline(options) as pipeline:
-            build_pipeline(pipeline, dataclasses.replace(config, output_dir=work), inputs)
+        with tempfile.TemporaryDirectory(prefix="study-worker-package-") as package:
+            with make_pipeline(options, package) as pipeline:
+                build_pipeline(pipeline, dataclasses.replace(config, output_dir=work), inputs)
         with FileSystems.open(_to_dir(work, "stats.json")) as handle:
             stats = json.loads(handle.read().decode("utf-8"))
         if not config.allow_empty_split:
-            check_splits(config, stats)
+            split_check.check_splits(config, stats)
         output_folder.replace_folder(work, config.output_dir)
     finally:
         output_folder.remove(work)
     return stats
-
-
-def _most_frequent_reasons(stats: dict, count: int = 3) -> list:
-    """``"reason: n (input kind)"`` of the most frequent dead-letter reasons, most frequent first."""
-    reasons = [
-        (-n, reason, kind)
-        for kind, entry in stats["inputs"].items()
-        for reason, n in entry["dead_letter_reasons"].items()
-    ]
-    return [f"{reason}: {-n:,} ({kind})" for n, reason, kind in sorted(reasons)[:count]]
-
-
-def _describe_time(timestamp: int) -> str:
-    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
-    return f"{timestamp} ({moment:%Y-%m-%dT%H:%M:%SZ} if read as epoch seconds)"
-
-
-def check_splits(config: PipelineConfig, stats: dict) -> None:
-    """Raises ``EmptySplitError`` when a split that ``config`` asks for holds no interaction."""
-    counts = {name: entry["interactions"] for name, entry in stats["splits"].items()}
-    empty = [name for name in config.requested_splits() if not counts[name]]
-    if not empty:
-        return
-    train = counts[splits.SPLIT_NAMES[splits.TRAIN]]
-    kept = sum(counts.values())
-    later = kept - train
-    boundary = _describe_time(stats.get("split_timestamp", 0))
-    lines = [f"empty split: {', '.join(empty)} (no interaction of the {kept:,} kept falls there)."]
-    if not kept:
-        lines.append("No interaction was kept: every row was rejected (see the reasons below).")
-    elif not later:
-        which = "the split boundary" if config.split_timestamp() is not None else (
-            "the default split boundary (the start of the second school year after the earliest "
-            "interaction)"
-        )
-        if config.split_quantile is not None:
-            which = f"the --split_quantile={config.split_quantile} boundary (equal timestamps)"
-        lines.append(
-            f"Every kept interaction ({kept:,}) is before {which}, {boundary}. Give a split point "
-            "inside the data: --split_date=YYYY-MM-DD, --split_time=N (a number in the unit of the "
-            "timestamps, e.g. for epoch seconds or an event counter) or --split_quantile=0.8 (the "
-            "time before which 80% of the kept interactions fall)."
-        )
-    elif not train:
-        lines.append(
-            f"Every kept interaction ({kept:,}) is at or after the split boundary {boundary}; give a "
-            "later --split_date, --split_time or a --split_quantile."
-        )
-    else:
-        lines.append(
-            f"The later period's {later:,} interactions all went to the other split by student "
-            f"(--validation_fraction={config.validation_fraction}); use more students, or "
-            "--validation_fraction=0 (no validation split) or 1 (no test split)."
-        )
-    reasons = _most_frequent_reasons(stats)
-    if reasons:
-        lines.append("Most frequent dead-letter reasons: " + ", ".join(reasons) + ".")
-    lines.append(
-        "Pass --allow_empty_split to write the output anyway (dead_letter/ holds the rejected rows)."
-    )
-    raise EmptySplitError("\n".join(lines))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,6 +368,22 @@ def define_flags() -> None:
     flags.DEFINE_integer("rows_per_shard", _DEFAULTS.rows_per_shard, "Rows per TFRecord shard.")
     flags.DEFINE_integer(
         "chunk_mb", _DEFAULTS.chunk_bytes >> 20, "MiB of an input file read and validated at once."
+    )
+    flags.DEFINE_integer(
+        "split_mb", _DEFAULTS.split_bytes >> 20, "CSV files are read in byte ranges of this many MiB, "
+        "in parallel."
+    )
+    flags.DEFINE_integer(
+        "student_buckets", None, "Fixed number of student / classroom buckets (default: one per "
+        "--interactions_per_bucket interaction lines)."
+    )
+    flags.DEFINE_integer(
+        "interactions_per_bucket", _DEFAULTS.interactions_per_bucket, "Interaction lines per student "
+        "bucket when --student_buckets is not given: bounds the largest grouped element."
+    )
+    flags.DEFINE_boolean(
+        "dry_run", False, "DataflowRunner: build the job offline (nothing listed, read or written) "
+        "and print its step count and staged files instead of submitting it."
     )
 
 
@@ -441,12 +446,20 @@ def main(argv: list) -> None:
         school_year_start_month=FLAGS.school_year_start_month,
         rows_per_shard=FLAGS.rows_per_shard,
         chunk_bytes=FLAGS.chunk_mb << 20,
+        split_bytes=FLAGS.split_mb << 20,
+        student_buckets=FLAGS.student_buckets,
+        interactions_per_bucket=FLAGS.interactions_per_bucket,
     )
+    beam_args = argv[1:] + (["--dry_run=True"] if FLAGS.dry_run else [])
     try:
-        stats = build_dataset(config, default_beam_options(argv[1:]))
+        stats = build_dataset(config, default_beam_options(beam_args))
     except (read_raw.InputError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    if FLAGS.dry_run:
+        print(f"dry run: {stats['runner']} job of {stats['steps']} steps, nothing submitted")
+        print("staged files: " + (", ".join(stats["staged_files"]) or "none"))
+        return
     print(statistics.stats_markdown(stats))
 
 

@@ -284,7 +284,7 @@ def classroom_bucket(classroom: str, num_buckets: int) -> int:
 
 class MemberBatch(NamedTuple):
     """ClassroomMembers of many (split, classroom) pairs in columns: one array set per batch,
-    cheap to move between pipeline stages. Per member: ``keys`` (split name, classroom),
+    cheap to move between pipeline stages. Per member: ``keys`` (split name, classroom, part, parts),
     ``student_ids``, ``student_hashes`` / ``grade_codes`` / ``wealth_codes`` / ``sizes`` (``[m]``
     int64); ``features``: ``[5, sum(sizes)]`` int64, the members' features side by side.
     """
@@ -311,7 +311,7 @@ class MemberBatch(NamedTuple):
         )
 
     def members(self):
-        """Yields ``((split name, classroom), ClassroomMember)`` per member."""
+        """Yields ``((split name, classroom, part, parts), ClassroomMember)`` per member."""
         bounds = np.cumsum(np.r_[0, self.sizes]).tolist()
         hashes, grades, wealths = (
             a.tolist() for a in (self.student_hashes, self.grade_codes, self.wealth_codes)
@@ -326,12 +326,67 @@ class MemberBatch(NamedTuple):
             )
 
 
-def bucketed_members(tokens_batch: list, num_buckets: int):
-    """StudentTokens list -> ``(bucket, MemberBatch)`` per classroom bucket met."""
+def _add_sizes(sizes: dict, history, split_codes) -> None:
+    group = split_codes.astype(np.int64) * 65536 + history.classroom_codes
+    keys, counts = np.unique(group, return_counts=True)
+    for key, count in zip(keys.tolist(), counts.tolist()):
+        split_index, code = divmod(key, 65536)
+        pair = (row_format.SPLITS[split_index], history.classroom_names[code])
+        sizes[pair] = sizes.get(pair, 0) + count
+
+
+def classroom_sizes(tokens_batch: list):
+    """StudentTokens list -> ``((split name, classroom), interactions)`` per pair met."""
+    sizes = {}
+    for tokens in tokens_batch:
+        _add_sizes(sizes, tokens.history, tokens.history.splits)
+    yield from sizes.items()
+
+
+def history_classroom_sizes(history_batch, boundary: int, validation_fraction: float):
+    """``student_sequences.HistoryBatch`` -> ``((split name, classroom), interactions)`` per pair
+    met, with the splits ``SplitAndTokenize`` assigns (known before the vocabulary, so that the
+    classroom stage needs not wait for the rows' tokens). One ``np.unique`` per batch."""
+    later = np.array(
+        [splits_lib.later_period_split(s, validation_fraction) for s in history_batch.student_ids],
+        dtype=np.int64,
+    )
+    owner = np.repeat(np.arange(len(later)), history_batch.sizes)
+    split_codes = np.where(history_batch.timestamps < boundary, splits_lib.TRAIN, later[owner])
+    names = [name for names in history_batch.classroom_names for name in names]
+    offsets = np.cumsum([0] + [len(names) for names in history_batch.classroom_names])[:-1]
+    name_index = offsets[owner] + history_batch.classroom_codes
+    keys, counts = np.unique(split_codes * len(names) + name_index, return_counts=True)
+    sizes = {}
+    for key, count in zip(keys.tolist(), counts.tolist()):
+        split_index, index = divmod(key, len(names))
+        pair = (row_format.SPLITS[split_index], names[index])
+        sizes[pair] = sizes.get(pair, 0) + count
+    yield from sizes.items()
+
+
+def classroom_parts(size: int, max_interactions: int) -> int:
+    """Parts a (split, classroom) of ``size`` interactions is packed in: at most about
+    ``max_interactions`` each."""
+    return max(1, -(-size // max_interactions))
+
+
+def bucketed_members(tokens_batch: list, num_buckets: int, parts: dict | None = None):
+    """StudentTokens list -> ``(bucket, MemberBatch)`` per classroom bucket met.
+
+    ``parts``: ``{(split name, classroom): parts}`` of the classrooms too large for one element;
+    their students go to part ``student_hash % parts``, each part to its own bucket. A member's
+    key is ``(split name, classroom, part, parts)``.
+    """
+    parts = parts or {}
     by_bucket = {}
     for tokens in tokens_batch:
-        for key, member in classroom_members(tokens):
-            by_bucket.setdefault(classroom_bucket(key[1], num_buckets), []).append((key, member))
+        for (split_name, classroom), member in classroom_members(tokens):
+            count = parts.get((split_name, classroom), 1)
+            part = member.student_hash % count
+            name = classroom if count == 1 else f"{classroom}|part{part}"
+            key = (split_name, classroom, part, count)
+            by_bucket.setdefault(classroom_bucket(name, num_buckets), []).append((key, member))
     for bucket, keyed_members in by_bucket.items():
         yield bucket, MemberBatch.from_members(keyed_members)
 
@@ -344,8 +399,10 @@ def pack_classroom(
     segment_length: int,
     num_packings: int,
     seed: int,
+    part: int = 0,
 ) -> dict:
-    """STUDY rows of one (split, classroom).
+    """STUDY rows of one (split, classroom), or of one part of a classroom too large for one
+    element (its packings seeded by the classroom and the part).
 
     Args:
       members: ClassroomMember of each student (any order; sorted by student id here).
@@ -367,7 +424,10 @@ def pack_classroom(
     if split_name == row_format.SPLITS[splits_lib.TRAIN]:
         orders = [
             row_builder.shuffled_order(
-                len(starts), row_builder.packing_seed(seed, packing, classroom)
+                len(starts),
+                row_builder.packing_seed(
+                    seed, packing, classroom if not part else f"{classroom}|part{part}"
+                ),
             )
             for packing in range(num_packings)
         ]
@@ -406,10 +466,17 @@ def pack_classroom(
 
 
 class StudyRows(beam.PTransform):
-    """Lists of StudentTokens -> ``(split name, row batch of STUDY rows)``.
+    """Lists of StudentTokens -> tagged outputs ``good``: ``(split name, row batch of STUDY rows)``;
+    ``stats``: the largest grouped element (``max/classroom_bucket_interactions``) and the most
+    parts a classroom was packed in (``max/classroom_parts``).
 
-    Classrooms travel in ``num_buckets`` buckets (``classroom_bucket``): one grouping element per
-    bucket and batch of students rather than one per student and classroom.
+    Classrooms travel in ``num_buckets`` buckets (``classroom_bucket``; an int or a singleton
+    PCollection of it): one grouping element per bucket and batch of students rather than one per
+    student and classroom. A (split, classroom) of more than ``max_classroom_interactions`` is
+    packed in ``classroom_parts`` parts, students split by ``student_hash``, so that no element
+    holds a whole huge classroom; its rows never mix students of two parts.
+    ``classroom_sizes_input``: ``((split name, classroom), interactions)`` pairs computed upstream
+    (``history_classroom_sizes``); by default they are counted from the tokens.
     """
 
     def __init__(
@@ -418,7 +485,9 @@ class StudyRows(beam.PTransform):
         segment_length: int,
         num_packings: int,
         seed: int,
-        num_buckets: int = 64,
+        num_buckets=64,
+        max_classroom_interactions: int = 1 << 40,
+        classroom_sizes_input=None,
     ):
         super().__init__()
         if not 1 <= segment_length <= row_length:
@@ -427,27 +496,51 @@ class StudyRows(beam.PTransform):
             )
         self._args = (row_length, segment_length, num_packings, seed)
         self._num_buckets = num_buckets
+        self._max_interactions = max_classroom_interactions
+        self._sizes = classroom_sizes_input
 
     def expand(self, tokens):
         args = self._args
+        max_interactions = self._max_interactions
 
         def rows_of_bucket(keyed):
             _, member_batches = keyed
             classrooms = {}
+            size = 0
             for batch in member_batches:
+                size += int(batch.sizes.sum())
                 for key, member in batch.members():
-                    classrooms.setdefault(key, []).append(member)
+                    classrooms.setdefault(tuple(key), []).append(member)
+            parts = max(key[3] for key in classrooms) if classrooms else 1
+            yield beam.pvalue.TaggedOutput(
+                read_raw.STATS,
+                {"max/classroom_bucket_interactions": size, "max/classroom_parts": parts},
+            )
             by_split = {}
-            for (split_name, classroom), members in sorted(classrooms.items()):
+            for (split_name, classroom, part, _), members in sorted(classrooms.items()):
                 by_split.setdefault(split_name, []).append(
-                    pack_classroom(split_name, classroom, members, *args)
+                    pack_classroom(split_name, classroom, members, *args, part=part)
                 )
             for split_name, batches in by_split.items():
                 yield split_name, concat_row_batches(batches)
 
+        num_buckets = self._num_buckets
+        if not isinstance(num_buckets, int):
+            num_buckets = beam.pvalue.AsSingleton(num_buckets)
+        sizes = self._sizes
+        if sizes is None:
+            sizes = tokens | "ClassroomSizes" >> beam.FlatMap(classroom_sizes)
+        large = (
+            sizes
+            | "SumSizes" >> beam.CombinePerKey(sum)
+            | "LargeClassrooms" >> beam.Filter(lambda pair: pair[1] > max_interactions)
+            | "Parts" >> beam.MapTuple(lambda key, n: (key, classroom_parts(n, max_interactions)))
+        )
         return (
             tokens
-            | "ClassroomMembers" >> beam.FlatMap(bucketed_members, self._num_buckets)
+            | "ClassroomMembers"
+            >> beam.FlatMap(bucketed_members, num_buckets, beam.pvalue.AsDict(large))
             | "GroupByBucket" >> beam.GroupByKey()
-            | "PackClassrooms" >> beam.FlatMap(rows_of_bucket)
+            | "PackClassrooms"
+            >> beam.FlatMap(rows_of_bucket).with_outputs(read_raw.STATS, main="good")
         )

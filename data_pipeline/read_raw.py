@@ -1,22 +1,19 @@
 """Reading and validating the raw input files: interactions, roster and schools (CSV or Parquet).
 
-Files are read in large chunks inside a DoFn (pyarrow's streaming CSV reader, Parquet record
-batches) and validated with vectorized NumPy/pandas operations. Good interactions and roster records
-leave per chunk and student bucket (``student_buckets``: many students per element, so that later
-stages work on large batches); bad ones leave as dead letters ``{"source", "line", "reason",
-"record"}``; per-chunk counters leave on a ``stats`` output.
+Every file is cut into ranges (``file_ranges``: byte ranges of a CSV file, runs of row groups of a
+Parquet file) that workers read in parallel, each in large chunks (``csv_lines``) validated with
+vectorized NumPy/pandas operations. Good interactions and roster records leave per chunk and student
+bucket (``student_buckets``: many students per element, so that later stages work on large
+batches); bad ones leave as dead letters ``{"source", "line", "reason", "record"}``; per-chunk
+counters leave on a ``stats`` output.
 
-Columns follow ``study.data.raw_schema``: canonical names, or the official STUDY release's aliases
-where the canonical name is absent. ``line`` is the physical line of a CSV file (1-based, the
-header is line 1; blank lines are counted there and skipped) or the 1-based row index of a Parquet
-file. A CSV line that is not UTF-8 is a dead letter (``invalid_utf8``), not a failed job.
-
-A file that cannot be read at all (no match, unknown format, missing columns, no data) raises
-``InputError`` from ``inspect_inputs`` before the pipeline starts.
+``line`` is the physical line of a CSV file (1-based, the header is line 1; blank lines are counted
+there and skipped), whichever range it was read in, or the 1-based row index of a Parquet file. A
+CSV line that is not UTF-8 is a dead letter (``invalid_utf8``), not a failed job. The files and
+their columns: ``input_files``.
 """
 
 import abc
-import dataclasses
 import json
 import zlib
 from typing import NamedTuple
@@ -26,61 +23,23 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 
-from study.data import raw_schema
+from data_pipeline import csv_lines
+from data_pipeline import file_ranges
+from data_pipeline import statistics
+from data_pipeline.input_files import INTERACTIONS
+from data_pipeline.input_files import ROSTER
+from data_pipeline.input_files import SCHOOLS
+from data_pipeline.input_files import FileKind
+from data_pipeline.input_files import InputError
+from data_pipeline.input_files import InputFile
+from data_pipeline.input_files import file_paths
+from data_pipeline.input_files import input_order
+from data_pipeline.input_files import inspect_inputs
+from data_pipeline.input_files import order_to_file_line
 
 DEAD_LETTER = "dead_letter"
 STATS = "stats"
-
-# Bits of the global input order key reserved for the line number: order = file_index << 40 | line.
-_LINE_BITS = 40
-
-
-class InputError(ValueError):
-    """An input file cannot be used at all; the message says which file and what to do."""
-
-
-@dataclasses.dataclass(frozen=True)
-class FileKind:
-    """Column contract of one kind of raw input file."""
-
-    name: str  # "interactions", "roster", "schools"
-    required: tuple
-    optional: tuple
-    aliases: dict  # official column -> canonical column
-    required_unless: dict = dataclasses.field(default_factory=dict)  # required -> column replacing it
-
-
-INTERACTIONS = FileKind(
-    "interactions",
-    raw_schema.INTERACTION_COLUMNS,
-    raw_schema.INTERACTION_OPTIONAL,
-    raw_schema.INTERACTION_ALIASES,
-)
-ROSTER = FileKind(
-    "roster",
-    raw_schema.ROSTER_COLUMNS,
-    raw_schema.ROSTER_OPTIONAL,
-    raw_schema.ROSTER_ALIASES,
-    raw_schema.ROSTER_REQUIRED_UNLESS,
-)
-SCHOOLS = FileKind(
-    "schools", raw_schema.SCHOOL_COLUMNS, raw_schema.SCHOOL_OPTIONAL, raw_schema.SCHOOL_ALIASES
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class InputFile:
-    """One readable input file: its index (for the input order), path, format and column map."""
-
-    index: int
-    path: str
-    file_format: str  # "csv" or "parquet"
-    columns: dict  # canonical column -> column name in the file
-    has_rows: bool = True  # False when the file holds a header only
 
 
 class InteractionBatch(NamedTuple):
@@ -107,8 +66,9 @@ class StudentInteractions(NamedTuple):
     orders: np.ndarray
 
 
-# Students travel between stages in buckets (many students per element) rather than one by one.
-DEFAULT_STUDENT_BUCKETS = 128
+# Students travel between stages in buckets (many students per element) rather than one by one;
+# the number of buckets comes from the data (``file_ranges.BucketCount``) or is given.
+DEFAULT_INTERACTIONS_PER_BUCKET = 50_000
 
 
 def student_buckets(student_ids: np.ndarray, num_buckets: int) -> np.ndarray:
@@ -119,255 +79,6 @@ def student_buckets(student_ids: np.ndarray, num_buckets: int) -> np.ndarray:
         [zlib.crc32(name.encode("utf-8")) % num_buckets for name in names], dtype=np.int64
     )
     return per_name[encoded.indices.to_numpy(zero_copy_only=False)]
-
-
-def input_order(file_index: int, line) -> np.ndarray:
-    """Global input order key of (file, line), int64; sorts files first, then lines."""
-    return (np.int64(file_index) << _LINE_BITS) | np.asarray(line, dtype=np.int64)
-
-
-def order_to_file_line(order: int) -> tuple:
-    """Inverse of ``input_order``: (file_index, line)."""
-    order = int(order)
-    return order >> _LINE_BITS, order & ((1 << _LINE_BITS) - 1)
-
-
-# ---------------------------------------------------------------------------------------------
-# Inspection before the pipeline runs.
-
-
-def _file_format(path: str) -> str | None:
-    name = path.lower()
-    for suffix in (".gz", ".bz2", ".zst", ".deflate"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    if name.endswith((".csv", ".tsv", ".txt")):
-        return "csv"
-    if name.endswith((".parquet", ".pq")):
-        return "parquet"
-    return None
-
-
-def resolve_columns(present: list, kind: FileKind, path: str) -> dict:
-    """Canonical column -> column in the file, canonical names first, official aliases second."""
-    present_set = set(present)
-    alias_for = {canonical: official for official, canonical in kind.aliases.items()}
-    columns = {}
-    for canonical in kind.required + kind.optional:
-        if canonical in present_set:
-            columns[canonical] = canonical
-        elif alias_for.get(canonical) in present_set:
-            columns[canonical] = alias_for[canonical]
-    missing = [
-        c for c in kind.required if c not in columns and kind.required_unless.get(c) not in columns
-    ]
-    if missing:
-        wanted = ", ".join(
-            f"{c}"
-            + (f" (or {alias_for[c]})" if c in alias_for else "")
-            + (f" (or a {kind.required_unless[c]} column)" if c in kind.required_unless else "")
-            for c in missing
-        )
-        raise InputError(
-            f"{kind.name} file {path}: missing required column(s) {wanted}; found columns "
-            f"{present}. Rename the columns or pass the right file (see study/data/raw_schema.py)."
-        )
-    return columns
-
-
-def _open(path: str):
-    return FileSystems.open(path)
-
-
-class CsvLines:
-    """A binary file over a CSV file that hands the CSV parser whole lines and notes, by physical
-    line number (the header is line 1): the blank lines, and the lines that are not UTF-8.
-
-    A line that is not UTF-8 reaches the parser as a blank line (so that one bad byte cannot stop
-    the parser); its text, bad bytes escaped (``\\xff``), is kept in ``not_utf8``. The parser must
-    keep empty lines (``ignore_empty_lines=False``) so that its rows stay one per physical line.
-    """
-
-    def __init__(self, handle, read_size: int):
-        self._handle = handle
-        self._read_size = read_size
-        self._ready = bytearray()  # scanned whole lines not yet handed out
-        self._tail = b""  # the start of a line not complete yet
-        self._eof = False
-        self._next_line = 1  # physical number of the line starting ``_tail``
-        self.blank = set()
-        self.not_utf8 = {}  # line -> text
-
-    closed = False
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
-
-    def read(self, size: int = -1) -> bytes:
-        while not self._eof and (size is None or size < 0 or len(self._ready) < size):
-            data = self._handle.read(self._read_size)
-            if not data:
-                self._eof = True
-                if self._tail:  # a last line without a line break
-                    self._ready += self._scan(self._tail + b"\n")
-                break
-            data = self._tail + data
-            cut = data.rfind(b"\n") + 1
-            self._tail = data[cut:]
-            if cut:
-                self._ready += self._scan(data[:cut])
-        size = len(self._ready) if size is None or size < 0 else min(size, len(self._ready))
-        out = bytes(self._ready[:size])
-        del self._ready[:size]
-        return out
-
-    def _scan(self, data: bytes) -> bytes:
-        """Whole lines -> the same with lines that are not UTF-8 blanked; notes blank lines."""
-        first = self._next_line
-        self._next_line += data.count(b"\n")
-        if data.startswith((b"\n", b"\r\n")) or b"\n\n" in data or b"\n\r\n" in data:
-            codes = np.frombuffer(data, dtype=np.uint8)
-            ends = np.flatnonzero(codes == ord("\n"))
-            starts = np.concatenate([[0], ends[:-1] + 1])
-            lengths = ends - starts
-            blank = (lengths == 0) | ((lengths == 1) & (codes[starts] == ord("\r")))
-            self.blank.update((first + np.flatnonzero(blank)).tolist())
-        pieces, position = [], 0
-        while True:
-            try:
-                data[position:].decode("utf-8")
-            except UnicodeDecodeError as error:
-                bad = position + error.start
-                start = data.rfind(b"\n", 0, bad) + 1
-                end = data.index(b"\n", bad)
-                line = first + data.count(b"\n", 0, start)
-                self.not_utf8[line] = data[start:end].rstrip(b"\r").decode("utf-8", "backslashreplace")
-                pieces += [data[position:start], b"\n"]
-                position = end + 1
-                continue
-            if not pieces:
-                return data
-            pieces.append(data[position:])
-            return b"".join(pieces)
-
-
-def _open_csv(source: CsvLines, block_size: int, on_invalid_row, columns=None):
-    """Arrow's streaming CSV reader over ``source``, serial (so that invalid rows carry their
-    physical line number), one row per line, blank lines included; ``columns``: read only these,
-    as strings."""
-    convert_options = None
-    if columns is not None:
-        convert_options = pa_csv.ConvertOptions(
-            include_columns=columns,
-            column_types={c: pa.string() for c in columns},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        )
-    return pa_csv.open_csv(
-        source,
-        read_options=pa_csv.ReadOptions(block_size=block_size, use_threads=False),
-        parse_options=pa_csv.ParseOptions(
-            invalid_row_handler=on_invalid_row, ignore_empty_lines=False
-        ),
-        convert_options=convert_options,
-    )
-
-
-_PROBE_BYTES = 1 << 16
-
-
-def _csv_header(path: str, kind: FileKind) -> list:
-    with _open(path) as handle:
-        source = CsvLines(handle, _PROBE_BYTES)
-        header = _open_csv(source, _PROBE_BYTES, lambda row: "skip").schema.names
-    if 1 in source.not_utf8:
-        raise InputError(
-            f"{kind.name} file {path}: line 1 (the header) is not UTF-8: "
-            f"{source.not_utf8[1]!r}. Save the file as UTF-8."
-        )
-    if 1 in source.blank:
-        raise InputError(
-            f"{kind.name} file {path}: line 1 is blank. The header must be the first line."
-        )
-    return header
-
-
-def _csv_has_rows(input_file: "InputFile") -> bool:
-    """Whether a CSV file holds a line after the header that is not blank."""
-    for chunk in read_chunks(input_file, _PROBE_BYTES):
-        if len(chunk.lines) or chunk.rejected:
-            return True
-    return False
-
-
-def inspect_file(index: int, path: str, kind: FileKind) -> InputFile:
-    """Checks that a file is readable and has the columns of ``kind``; raises ``InputError``."""
-    file_format = _file_format(path)
-    if file_format is None:
-        raise InputError(
-            f"{kind.name} file {path}: unknown format; use a .csv (optionally .gz) or .parquet file."
-        )
-    try:
-        if file_format == "csv":
-            header = _csv_header(path, kind)
-        else:
-            with _open(path) as handle:
-                parquet = pq.ParquetFile(handle)
-                header = parquet.schema_arrow.names
-                has_rows = parquet.metadata.num_rows > 0
-        input_file = InputFile(
-            index=index,
-            path=path,
-            file_format=file_format,
-            columns=resolve_columns(header, kind, path),
-        )
-        if file_format == "csv":
-            has_rows = _csv_has_rows(input_file)
-    except InputError:
-        raise
-    except (OSError, pa.ArrowException, ValueError) as error:
-        raise InputError(
-            f"{kind.name} file {path}: cannot be read as {file_format} ({error}). "
-            f"Check the file is a valid {file_format} file."
-        ) from None
-    return dataclasses.replace(input_file, has_rows=has_rows)
-
-
-def expand_pattern(patterns: str, kind: FileKind) -> list:
-    """Comma-separated glob patterns -> sorted file paths; raises ``InputError`` when none match."""
-    paths = []
-    for pattern in [p.strip() for p in patterns.split(",") if p.strip()]:
-        try:
-            matched = FileSystems.match([pattern])[0].metadata_list
-        except Exception as error:  # Beam raises BeamIOError for unreachable filesystems
-            raise InputError(f"{kind.name} input {pattern}: cannot be listed ({error}).") from None
-        if not matched:
-            raise InputError(
-                f"{kind.name} input {pattern}: no file matches. Check the path or glob pattern."
-            )
-        paths.extend(sorted(m.path for m in matched))
-    if not paths:
-        raise InputError(f"{kind.name} input is empty: pass --{kind.name}=PATH_OR_GLOB.")
-    return sorted(dict.fromkeys(paths))
-
-
-def inspect_inputs(patterns: str, kind: FileKind, require_rows: bool = False) -> list:
-    """All files of one input, inspected (``InputFile`` each), file indices 0..n-1."""
-    files = [inspect_file(i, path, kind) for i, path in enumerate(expand_pattern(patterns, kind))]
-    if require_rows and not any(f.has_rows for f in files):
-        names = ", ".join(f.path for f in files)
-        raise InputError(
-            f"{kind.name} input has no data rows (only headers) in {names}. Pass the files "
-            f"holding the {kind.name}."
-        )
-    return files
-
-
-# ---------------------------------------------------------------------------------------------
-# Chunked reading.
 
 
 def _string_column(array: pa.Array) -> np.ndarray:
@@ -433,99 +144,25 @@ def parse_timestamps(values) -> tuple:
     return seconds, parsed
 
 
-class Chunk(NamedTuple):
-    """Part of a file read at once.
-
-    columns: canonical name -> arrow array (CSV: strings) of the rows; lines: ``[n] int64`` line
-    number of each row (CSV: physical line, the header is line 1; Parquet: 1-based row index);
-    rejected: ``(line, reason, record)`` of lines that gave no row (``malformed_line``, wrong number
-    of fields; ``invalid_utf8``); blank_lines: blank lines skipped (neither a row nor rejected).
-    """
-
-    columns: dict
-    lines: np.ndarray
-    rejected: list
-    blank_lines: int = 0
-
-
-def read_chunks(input_file: InputFile, chunk_bytes: int):
-    """Yields the ``Chunk``s of a file, in file order."""
-    wanted = input_file.columns  # canonical -> file column
-    if input_file.file_format == "parquet":
-        with _open(input_file.path) as handle:
-            parquet = pq.ParquetFile(handle)
-            next_line = 1
-            batch_rows = max(1024, chunk_bytes // 64)
-            for batch in parquet.iter_batches(
-                batch_size=batch_rows, columns=list(dict.fromkeys(wanted.values()))
-            ):
-                lines = np.arange(next_line, next_line + batch.num_rows, dtype=np.int64)
-                next_line += batch.num_rows
-                yield Chunk({c: batch.column(f) for c, f in wanted.items()}, lines, [])
-        return
-    malformed_lines = []
-
-    def on_invalid_row(row):
-        # Serial parsing (use_threads=False) gives physical line numbers; the header is line 1.
-        malformed_lines.append((int(row.number) if row.number else -1, row.text))
-        return "skip"
-
-    with _open(input_file.path) as handle:
-        source = CsvLines(handle, chunk_bytes)
-        reader = _open_csv(
-            source, chunk_bytes, on_invalid_row, list(dict.fromkeys(wanted.values()))
-        )
-        next_line = 2
-        pending = []  # malformed lines not yet placed
-        for batch in reader:
-            pending.extend(malformed_lines)
-            rejected = [(line, "malformed_line", {"text": text}) for line, text in malformed_lines]
-            malformed_lines.clear()
-            taken = {line for line, _ in pending}
-            count = batch.num_rows
-            candidates = np.arange(next_line, next_line + count + len(taken), dtype=np.int64)
-            if taken:
-                candidates = candidates[~np.isin(candidates, list(taken))]
-            lines = candidates[:count]
-            if count:
-                next_line = int(lines[-1]) + 1
-            pending = [(line, text) for line, text in pending if line >= next_line]
-            columns = {c: batch.column(f) for c, f in wanted.items()}
-            blank_lines = 0
-            if source.blank or source.not_utf8:
-                # Blank lines and lines that were not UTF-8 reached the parser as rows of "".
-                marked = np.fromiter(source.blank | source.not_utf8.keys(), dtype=np.int64)
-                skipped = np.isin(lines, marked)
-                for line in lines[skipped].tolist():
-                    if line in source.not_utf8:
-                        rejected.append((line, "invalid_utf8", {"text": source.not_utf8.pop(line)}))
-                    else:
-                        source.blank.discard(line)
-                        blank_lines += 1
-                keep = ~skipped
-                lines = lines[keep]
-                columns = {c: values.filter(pa.array(keep)) for c, values in columns.items()}
-            yield Chunk(columns, lines, rejected, blank_lines)
-        if malformed_lines:
-            rejected = [(line, "malformed_line", {"text": text}) for line, text in malformed_lines]
-            yield Chunk({c: pa.array([], pa.string()) for c in wanted}, np.zeros(0, np.int64), rejected)
-
-
 def _dead_letter(source: str, line: int, reason: str, record: dict) -> dict:
     return {"source": source, "line": int(line), "reason": reason, "record": record}
 
 
 class _ReadFileDoFn(beam.DoFn, abc.ABC):
-    """Reads one ``InputFile`` in chunks; subclasses validate a chunk."""
+    """Reads one ``file_ranges.FileRange`` in chunks; subclasses validate a chunk.
+
+    ``num_buckets``: the student buckets, fixed here or given per element as a side input."""
 
     kind: FileKind
 
-    def __init__(self, chunk_bytes: int, num_buckets: int = 1):
+    def __init__(self, chunk_bytes: int, num_buckets: int | None = 1):
         self._chunk_bytes = chunk_bytes
         self._num_buckets = num_buckets
 
-    def process(self, input_file: InputFile):
-        for chunk in read_chunks(input_file, self._chunk_bytes):
+    def process(self, file_range, num_buckets=None):
+        self._buckets = num_buckets if num_buckets is not None else self._num_buckets
+        input_file = file_range.file
+        for chunk in csv_lines.read_chunks(input_file, self._chunk_bytes, file_range):
             stats = {f"{self.kind.name}/rows_in": len(chunk.lines) + len(chunk.rejected)}
             if chunk.blank_lines:
                 stats[f"{self.kind.name}/blank_lines"] = chunk.blank_lines
@@ -585,7 +222,7 @@ class ReadInteractionFileDoFn(_ReadFileDoFn):
         # Fixed-width unicode pickles as one buffer, much faster than an object array of str.
         students, items = students[good].astype(str), items[good].astype(str)
         timestamps, orders = timestamps[good], input_order(input_file.index, lines[good])
-        buckets = student_buckets(students, self._num_buckets)
+        buckets = student_buckets(students, self._buckets)
         for bucket in np.unique(buckets):
             rows = np.flatnonzero(buckets == bucket)
             yield int(bucket), StudentInteractions(
@@ -616,7 +253,7 @@ class ReadRosterFileDoFn(_ReadFileDoFn):
         orders = input_order(input_file.index, lines)
         names = list(texts)
         kept = np.flatnonzero(~rejected)
-        buckets = student_buckets(texts["student_id"][kept], self._num_buckets)
+        buckets = student_buckets(texts["student_id"][kept], self._buckets)
         by_bucket = {}
         for i, bucket in zip(kept.tolist(), buckets.tolist()):
             record = {name: texts[name][i] for name in names}
@@ -641,12 +278,12 @@ class ReadSchoolFileDoFn(_ReadFileDoFn):
             yield record["school_id"], record
 
 
-class ReadRawFiles(beam.PTransform):
-    """Inspected input files -> tagged outputs ``good``, ``dead_letter``, ``stats``.
+class ReadRanges(beam.PTransform):
+    """Counted FileRanges of one kind -> tagged outputs ``good``, ``dead_letter``, ``stats``.
 
     ``good``: interactions as ``(bucket, StudentInteractions)``, roster records as ``(bucket,
     [records])`` (``student_buckets``: many students per element), schools as ``(school_id,
-    record)``.
+    record)``. ``num_buckets``: an int, or a singleton PCollection of it (``file_ranges.BucketCount``).
     """
 
     _DO_FNS = {
@@ -655,55 +292,88 @@ class ReadRawFiles(beam.PTransform):
         "schools": ReadSchoolFileDoFn,
     }
 
+    def __init__(self, kind: FileKind, chunk_bytes: int = 64 << 20, num_buckets=1):
+        super().__init__()
+        self._kind = kind
+        self._chunk_bytes = chunk_bytes
+        self._num_buckets = num_buckets
+
+    def expand(self, ranges):
+        do_fn = self._DO_FNS[self._kind.name]
+        if isinstance(self._num_buckets, int):
+            read = beam.ParDo(do_fn(self._chunk_bytes, self._num_buckets))
+        else:
+            read = beam.ParDo(
+                do_fn(self._chunk_bytes, None), num_buckets=beam.pvalue.AsSingleton(self._num_buckets)
+            )
+        return (
+            ranges
+            # Ranges spread over workers, one reader each.
+            | "SpreadRanges" >> beam.Reshuffle()
+            | "ReadChunks" >> read.with_outputs(DEAD_LETTER, STATS, main="good")
+        )
+
+
+class ReadRawFiles(beam.PTransform):
+    """Input files -> tagged outputs ``good``, ``dead_letter``, ``stats`` (see ``ReadRanges``).
+
+    ``files``: inspected InputFiles, or comma-separated paths / globs listed when the pipeline runs;
+    ``split_bytes``: the size of the byte ranges that a CSV file is cut into; ``num_buckets``: the
+    student buckets, by default one per ``DEFAULT_INTERACTIONS_PER_BUCKET`` lines of the files.
+    """
+
     def __init__(
         self,
-        files: list,
+        files,
         kind: FileKind,
         chunk_bytes: int = 64 << 20,
-        num_buckets: int = DEFAULT_STUDENT_BUCKETS,
+        num_buckets: int | None = None,
+        split_bytes: int = 64 << 20,
     ):
         super().__init__()
         self._files = files
         self._kind = kind
         self._chunk_bytes = chunk_bytes
         self._num_buckets = num_buckets
+        self._split_bytes = split_bytes
 
     def expand(self, pbegin):
-        return (
+        ranges = (
             pbegin
-            | "ListFiles" >> beam.Create(self._files)
-            # Files spread over workers, one reader each.
-            | "Reshuffle" >> beam.Reshuffle()
-            | "ReadChunks"
-            >> beam.ParDo(
-                self._DO_FNS[self._kind.name](self._chunk_bytes, self._num_buckets)
-            ).with_outputs(
-                DEAD_LETTER, STATS, main="good"
-            )
+            | "ListFiles" >> file_ranges.ListInputFiles(self._files, self._kind)
+            | "IndexRanges" >> file_ranges.IndexRanges(self._split_bytes)
         )
+        buckets = self._num_buckets
+        if buckets is None:
+            buckets = ranges | "Buckets" >> file_ranges.BucketCount(DEFAULT_INTERACTIONS_PER_BUCKET)
+        return ranges | "Read" >> ReadRanges(self._kind, self._chunk_bytes, buckets)
 
 
 class SchoolTable(beam.PTransform):
     """``(school_id, record)`` -> one ``(school_id, record)`` per school (first in input order);
-    duplicates leave on the ``dead_letter`` output and are counted on ``stats``."""
+    duplicates leave on the ``dead_letter`` output and are counted on ``stats``.
+
+    ``files``: the schools' InputFiles, a list or a PCollection (for the dead letters' paths)."""
+
+    def __init__(self, files):
+        super().__init__()
+        self._files = files
 
     def expand(self, schools):
+        files = self._files
+        if not isinstance(files, list):
+            files = beam.pvalue.AsList(files)
         return (
             schools
             | "GroupBySchool" >> beam.GroupByKey()
             | "KeepFirst"
-            >> beam.FlatMap(_first_school, self.file_paths).with_outputs(
-                DEAD_LETTER, STATS, main="good"
-            )
+            >> beam.FlatMap(_first_school, files).with_outputs(DEAD_LETTER, STATS, main="good")
         )
 
-    def __init__(self, file_paths: list):
-        super().__init__()
-        self.file_paths = file_paths
 
-
-def _first_school(keyed, file_paths):
+def _first_school(keyed, files):
     school_id, records = keyed
+    paths = file_paths(files)
     records = sorted(records, key=lambda r: r["order"])
     yield school_id, records[0]
     for extra in records[1:]:
@@ -711,7 +381,7 @@ def _first_school(keyed, file_paths):
         record = {k: v for k, v in extra.items() if k != "order"}
         yield beam.pvalue.TaggedOutput(
             DEAD_LETTER,
-            _dead_letter(file_paths[file_index], line, "duplicate_school_entry", record),
+            _dead_letter(paths[file_index], line, "duplicate_school_entry", record),
         )
     stats = {"schools/rows_kept": 1}
     if len(records) > 1:
@@ -729,11 +399,7 @@ class BundleCounters:
         self._counters = {}
 
     def count(self, counters: dict) -> None:
-        for key, value in counters.items():
-            if isinstance(value, set):
-                self._counters.setdefault(key, set()).update(value)
-            else:
-                self._counters[key] = self._counters.get(key, 0) + value
+        statistics.merge_counters(self._counters, counters)
 
     def finish_bundle(self):
         if self._counters:
@@ -750,12 +416,8 @@ def dead_letter_json(letter: dict) -> str:
     return json.dumps(letter, sort_keys=True, default=str)
 
 
-def file_paths(files: list) -> list:
-    """Paths of inspected files indexed by file index."""
-    return [f.path for f in sorted(files, key=lambda f: f.index)]
-
-
 __all__ = [
+    "FileKind",
     "InputError",
     "InputFile",
     "InteractionBatch",
@@ -763,8 +425,12 @@ __all__ = [
     "INTERACTIONS",
     "ROSTER",
     "SCHOOLS",
+    "ReadRanges",
     "ReadRawFiles",
     "SchoolTable",
+    "file_paths",
+    "input_order",
     "inspect_inputs",
+    "order_to_file_line",
     "parse_timestamps",
 ]

@@ -17,19 +17,29 @@ from study.data import row_format
 INPUT_KINDS = ("interactions", "roster", "schools")
 
 
+MAX_PREFIX = "max/"  # counters kept as the largest value met, not summed
+
+
+def merge_counters(total: dict, counters: dict) -> dict:
+    """Adds flat ``counters`` into ``total``: ints summed, sets unioned, ``max/...`` ints maxed."""
+    for key, value in counters.items():
+        if isinstance(value, set):
+            total.setdefault(key, set()).update(value)
+        elif key.startswith(MAX_PREFIX):
+            total[key] = max(total.get(key, value), value)
+        else:
+            total[key] = total.get(key, 0) + value
+    return total
+
+
 class MergeCounters(beam.CombineFn):
-    """Sums int counters and unions set counters of flat dicts."""
+    """Merges flat counter dicts (``merge_counters``)."""
 
     def create_accumulator(self):
         return {}
 
     def add_input(self, total, counters):
-        for key, value in counters.items():
-            if isinstance(value, set):
-                total.setdefault(key, set()).update(value)
-            else:
-                total[key] = total.get(key, 0) + value
-        return total
+        return merge_counters(total, counters)
 
     def merge_accumulators(self, accumulators):
         merged = {}
@@ -82,6 +92,10 @@ def nested_stats(counters: dict) -> dict:
         stats["rows"][dataset] = {
             split: counters.get(f"rows/{dataset}/{split}", 0) for split in row_format.SPLITS
         }
+    # The parallelism the job chose and the largest grouped elements it built (in interactions).
+    stats["elements"] = {
+        key[len(MAX_PREFIX) :]: value for key, value in sorted(counters.items()) if key.startswith(MAX_PREFIX)
+    }
     if "split_timestamp" in counters:
         stats["split_timestamp"] = counters["split_timestamp"]
     return stats

@@ -206,13 +206,12 @@ def split_by_student(chunks: list) -> dict:
 
 class BuildStudentHistoryDoFn(read_raw.BundleCounters, beam.DoFn):
     """``(bucket, {"interactions": [StudentInteractions], "roster": [[records]]})`` -> HistoryBatch
-    (students of the bucket in id order, up to ``batch_size`` per batch)."""
+    (students of the bucket in id order, up to ``batch_size`` per batch).
 
-    def __init__(
-        self, interaction_paths: list, roster_paths: list, start_month: int, batch_size: int = 1024
-    ):
-        self._interaction_paths = interaction_paths
-        self._roster_paths = roster_paths
+    Side inputs: ``schools`` (dict), ``interaction_files`` and ``roster_files`` (InputFiles, for
+    the dead letters' paths). Counts the largest bucket (``max/student_bucket_interactions``)."""
+
+    def __init__(self, start_month: int, batch_size: int = 1024):
         self._start_month = start_month
         self._batch_size = batch_size
 
@@ -223,9 +222,13 @@ class BuildStudentHistoryDoFn(read_raw.BundleCounters, beam.DoFn):
             {"source": paths[file_index], "line": line, "reason": reason, "record": record},
         )
 
-    def process(self, keyed, schools):
+    def process(self, keyed, schools, interaction_files, roster_files):
         _, grouped = keyed
-        batches = split_by_student(list(grouped["interactions"]))
+        self._interaction_paths = read_raw.file_paths(interaction_files)
+        self._roster_paths = read_raw.file_paths(roster_files)
+        chunks = list(grouped["interactions"])
+        self.count({"max/student_bucket_interactions": sum(len(c.items) for c in chunks)})
+        batches = split_by_student(chunks)
         rosters = {}
         for records in grouped["roster"]:
             for record in records:
@@ -296,20 +299,28 @@ class StudentHistories(beam.PTransform):
 
     Inputs: ``(interactions, roster, schools)`` PCollections of ``(bucket, StudentInteractions)``,
     ``(bucket, [roster records])`` (``read_raw.student_buckets``) and ``(school_id, school
-    record)``. Outputs tagged ``good`` (HistoryBatch), ``dead_letter`` and ``stats``.
+    record)``; ``interaction_files`` / ``roster_files``: the InputFiles (lists or PCollections).
+    Outputs tagged ``good`` (HistoryBatch), ``dead_letter`` and ``stats``.
     """
 
-    def __init__(self, interaction_paths: list, roster_paths: list, start_month: int):
+    def __init__(self, interaction_files, roster_files, start_month: int):
         super().__init__()
-        self._do_fn = BuildStudentHistoryDoFn(interaction_paths, roster_paths, start_month)
+        self._files = (interaction_files, roster_files)
+        self._do_fn = BuildStudentHistoryDoFn(start_month)
 
     def expand(self, inputs):
         interactions, roster, schools = inputs
+        interaction_files, roster_files = (
+            files if isinstance(files, list) else beam.pvalue.AsList(files) for files in self._files
+        )
         return (
             {"interactions": interactions, "roster": roster}
             | "GroupByBucket" >> beam.CoGroupByKey()
             | "BuildHistories"
-            >> beam.ParDo(self._do_fn, schools=beam.pvalue.AsDict(schools)).with_outputs(
-                read_raw.DEAD_LETTER, read_raw.STATS, main="good"
-            )
+            >> beam.ParDo(
+                self._do_fn,
+                schools=beam.pvalue.AsDict(schools),
+                interaction_files=interaction_files,
+                roster_files=roster_files,
+            ).with_outputs(read_raw.DEAD_LETTER, read_raw.STATS, main="good")
         )

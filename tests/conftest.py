@@ -15,13 +15,20 @@ def golden_output(tmp_path_factory):
     from data_pipeline import build_dataset
 
     out = tmp_path_factory.mktemp("golden_out")
+    stats = build_dataset.build_dataset(golden_config(out))
+    return out, stats
+
+
+def golden_config(out, **overrides):
+    """The job's config on the golden data set with the options of tests/golden/expected.json
+    (``overrides`` replace some), writing to ``out``."""
+    from data_pipeline import build_dataset
+
     options = json.loads((GOLDEN / "expected.json").read_text())["options"]
-    config = build_dataset.PipelineConfig(
+    return build_dataset.PipelineConfig(
         interactions=f"{GOLDEN}/interactions_*.csv",
         roster=str(GOLDEN / "roster.csv"),
         schools=str(GOLDEN / "schools.csv"),
         output_dir=str(out),
-        **options,
+        **{**options, **overrides},
     )
-    stats = build_dataset.build_dataset(config)
-    return out, stats

@@ -89,22 +89,35 @@ def test_tpu_missing_argument_is_a_usage_error(script):
     assert local.returncode == 2 and "--workdir must be a gs:// path" in local.stderr
 
 
-def test_dataflow_dry_run():
+def test_dataflow_print_only():
     result = run_script(
         "dataflow.sh", "--project=my-project", "--region=us-central1", "--temp_location=gs://b/tmp",
         "--interactions=gs://b/logs/*.csv", "--roster=gs://b/roster.csv", "--output_dir=gs://b/processed",
-        "--job_name=job-1", "--max_num_workers=50", "--dry_run", "--", "--vocab_size=2000",
+        "--job_name=job-1", "--max_num_workers=50", "--print_only", "--", "--vocab_size=2000",
     )
     assert result.returncode == 0, result.stderr
     (argv,) = commands(result.stdout)
-    assert argv[:3] == ["python3", "-m", "data_pipeline.build_dataset"]
-    setup_file = "setup.py" if os.path.exists(os.path.join(ROOT, "setup.py")) else "pyproject.toml"
-    assert set(argv[3:]) == {
+    assert argv[:4] == ["python3", "-m", "study.cli", "preprocess"]
+    # No --setup_file: the job ships its own light worker package (data_pipeline/worker_package.py).
+    assert set(argv[4:]) == {
         "--interactions=gs://b/logs/*.csv", "--roster=gs://b/roster.csv", "--output_dir=gs://b/processed",
         "--runner=DataflowRunner", "--project=my-project", "--region=us-central1",
         "--temp_location=gs://b/tmp", "--staging_location=gs://b/tmp/staging", "--job_name=job-1",
-        f"--setup_file={os.path.join(ROOT, setup_file)}", "--max_num_workers=50", "--vocab_size=2000",
+        "--max_num_workers=50", "--vocab_size=2000",
     }
+
+
+def test_dataflow_refuses_paths_the_workers_cannot_reach():
+    base = ["--project=p", "--region=r", "--temp_location=gs://b/t", "--roster=gs://b/roster.csv",
+            "--output_dir=gs://b/o", "--print_only"]
+    for flag, value in [("--interactions", "gs://b/a.csv,logs/b.csv"), ("--schools", "schools.csv"),
+                        ("--staging_location", "/tmp/staging")]:
+        args = [a for a in base if not a.startswith(flag + "=")]
+        if flag != "--interactions":
+            args.append("--interactions=gs://b/a.csv")
+        result = run_script("dataflow.sh", *args, f"{flag}={value}")
+        assert result.returncode == 2, (flag, result.stdout)
+        assert f"{flag} must be gs:// path(s)" in result.stderr and value.split(",")[-1] in result.stderr
 
 
 def test_dataflow_missing_argument_is_a_usage_error():

@@ -7,6 +7,7 @@ from apache_beam.testing import test_pipeline as beam_test_pipeline
 from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
+from data_pipeline import file_ranges
 from data_pipeline import read_raw
 from data_pipeline import statistics
 from tests.pipeline_inputs import dead_letters
@@ -45,6 +46,17 @@ EXPECTED_LETTERS = [
     ("interactions.csv", 12, "student_not_in_roster"),
     ("roster.csv", 5, "duplicate_roster_entry"),
 ]
+
+
+# Counters of reading INTERACTION_LINES (before the roster join).
+READER_STATS = {
+    "interactions/rows_in": 9,
+    "interactions/blank_lines": 4,
+    "interactions/dead/unparseable_timestamp": 1,
+    "interactions/dead/missing_student_id": 1,
+    "interactions/dead/invalid_utf8": 1,
+    "interactions/dead/malformed_line": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -115,18 +127,7 @@ def test_reader_keeps_physical_lines_across_chunks(tmp_path, chunk_bytes):
         )
         assert_that(
             outputs.stats | beam.CombineGlobally(statistics.MergeCounters()),
-            equal_to(
-                [
-                    {
-                        "interactions/rows_in": 9,
-                        "interactions/blank_lines": 4,
-                        "interactions/dead/unparseable_timestamp": 1,
-                        "interactions/dead/missing_student_id": 1,
-                        "interactions/dead/invalid_utf8": 1,
-                        "interactions/dead/malformed_line": 1,
-                    }
-                ]
-            ),
+            equal_to([READER_STATS]),
             label="stats",
         )
 
@@ -139,3 +140,73 @@ def test_a_header_that_is_not_utf8_or_not_on_line_1_is_a_clear_error(tmp_path):
         (tmp_path / name).write_bytes(content)
         with pytest.raises(read_raw.InputError, match=message):
             read_raw.inspect_inputs(str(tmp_path / name), read_raw.INTERACTIONS)
+
+
+@pytest.mark.parametrize("split_bytes", [1, 7, 23])
+def test_ranges_read_apart_keep_the_lines_of_the_whole_file(tmp_path, split_bytes):
+    # The file is cut into byte ranges read as separate elements; cuts fall inside lines, on line
+    # breaks, in CRLF pairs, in blank lines and in the bytes that are not UTF-8.
+    path = tmp_path / "events.csv"
+    path.write_bytes(b"\r\n".join(INTERACTION_LINES) + b"\r\n")
+    (input_file,) = read_raw.inspect_inputs(str(path), read_raw.INTERACTIONS)
+    ranges = file_ranges.plan_ranges(input_file, split_bytes)
+    assert len(ranges) == -(-path.stat().st_size // split_bytes)
+    with beam_test_pipeline.TestPipeline() as pipeline:
+        outputs = pipeline | read_raw.ReadRawFiles(
+            [input_file], read_raw.INTERACTIONS, chunk_bytes=32, num_buckets=2, split_bytes=split_bytes
+        )
+        kept = outputs.good | beam.FlatMap(
+            lambda kv: (read_raw.order_to_file_line(o)[1] for o in kv[1].orders)
+        )
+        assert_that(kept, equal_to([2, 6, 11, 12, 13]), label="kept")
+        assert_that(
+            outputs.dead_letter | beam.Map(lambda l: (l["line"], l["reason"], l["record"])),
+            equal_to(
+                [(5, "unparseable_timestamp", {"student_id": "s1", "item_id": "b", "timestamp": "yesterday"}),
+                 (8, "missing_student_id", {"student_id": "", "item_id": "", "timestamp": "2020-09-04"}),
+                 (9, "invalid_utf8", {"text": "\\xff\\xfes2,d,2020-09-05"}),
+                 (10, "malformed_line", {"text": "s2,e,2020-09-06,extra"})]
+            ),
+            label="dead",
+        )
+        assert_that(
+            outputs.stats | beam.CombineGlobally(statistics.MergeCounters()),
+            equal_to([READER_STATS]),
+            label="stats",
+        )
+
+
+def test_line_counts_number_the_ranges():
+    # 3 ranges of 10 bytes over lines of 4 bytes: line breaks at 3, 7, 11, ..., 27.
+    input_file = read_raw.InputFile(0, "unused.csv", "csv", {})
+    counted = [
+        file_ranges.FileRange(input_file, i, 10 * i, 10 * i + 10, lines=n)
+        for i, n in ((2, 3), (0, 2), (1, 2))
+    ]
+    numbered = file_ranges.number_ranges((0, counted))
+    assert [(r.index, r.first_line) for r in numbered] == [(0, 1), (1, 3), (2, 5)]
+    assert file_ranges.bucket_count(100_001, 50_000) == 3 and file_ranges.bucket_count(0, 5) == 1
+
+
+def test_parquet_row_groups_are_ranges(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {"student_id": ["s1", "s2", "", "s1", "s2"], "item_id": list("abcde"), "timestamp": [1, 2, 3, 4, 5]}
+    )
+    path = tmp_path / "events.parquet"
+    frame.to_parquet(path, row_group_size=2)
+    (input_file,) = read_raw.inspect_inputs(str(path), read_raw.INTERACTIONS)
+    ranges = file_ranges.plan_ranges(input_file, 1)
+    assert [(r.start, r.end, r.first_line, r.lines) for r in ranges] == [(0, 1, 1, 2), (1, 2, 3, 2), (2, 3, 5, 1)]
+    with beam_test_pipeline.TestPipeline() as pipeline:
+        outputs = pipeline | read_raw.ReadRawFiles([input_file], read_raw.INTERACTIONS, split_bytes=1)
+        kept = outputs.good | beam.FlatMap(
+            lambda kv: zip(kv[1].items.tolist(), (read_raw.order_to_file_line(o)[1] for o in kv[1].orders))
+        )
+        assert_that(kept, equal_to([("a", 1), ("b", 2), ("d", 4), ("e", 5)]), label="kept")
+        assert_that(
+            outputs.dead_letter | beam.Map(lambda l: (l["line"], l["reason"])),
+            equal_to([(3, "missing_student_id")]),
+            label="dead",
+        )

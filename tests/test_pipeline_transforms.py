@@ -321,7 +321,7 @@ def test_study_rows_pack_classmates_and_cover_evaluation_once():
         h = with_splits(history(name, days, [items[d] for d in days]), [1] * len(days))
         tokens.append(model_rows.StudentTokens(h, VOCAB.lookup(h.items)))
     with beam_test_pipeline.TestPipeline() as pipeline:
-        rows = pipeline | beam.Create([tokens[:2], tokens[2:]]) | model_rows.StudyRows(5, 2, 3, 0)
+        rows = (pipeline | beam.Create([tokens[:2], tokens[2:]]) | model_rows.StudyRows(5, 2, 3, 0)).good
         # Segments in order a0=[3,4], a1=[5], b0=[6], c0=[7,OOV]; first fit into rows of 5:
         # row0: a0 SEP b0 (4 used); a1 -> row1; c0 -> row1 (1+1+2=4).
         assert_that(
@@ -340,7 +340,7 @@ def test_study_training_packings_are_seeded_and_complete():
     h2 = with_splits(history("b", [0, 1], ["i4", "zz"]), [0] * 2)
     tokens = [model_rows.StudentTokens(h, VOCAB.lookup(h.items)) for h in (h1, h2)]
     with beam_test_pipeline.TestPipeline() as pipeline:
-        rows = pipeline | beam.Create([tokens]) | model_rows.StudyRows(5, 2, 3, 7)
+        rows = (pipeline | beam.Create([tokens]) | model_rows.StudyRows(5, 2, 3, 7)).good
         keys = rows | beam.FlatMapTuple(lambda s, batch: ((s, tuple(r[0])) for r in unbatch(batch)))
         # Segments a0=[3,4], a1=[5,6], b0=[7,OOV]: a0 and a1 never share a row, b0 joins one:
         # two rows per packing, three packings.
