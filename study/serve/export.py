@@ -112,6 +112,7 @@ def export_model(
     row_length: int | None = None,
     top_k: int = DEFAULT_TOP_K,
     platforms: Sequence[str] | None = None,
+    saved_model: bool = False,
 ) -> str:
     """Writes the serving artifact of a sequence recommender to ``out_dir``; returns ``out_dir``.
 
@@ -124,6 +125,7 @@ def export_model(
       row_length: max row length served; default ``model_config.row_length``.
       top_k: number of candidates returned per position (clipped to the number of candidate items).
       platforms: lowering platforms (e.g. ``("cpu", "tpu")``); default the current backend plus cpu.
+      saved_model: also write a TensorFlow SavedModel to ``out_dir/saved_model`` (``study.serve.saved_model``).
     """
     from study.models import registry  # the training-side model code is needed only to export
 
@@ -168,6 +170,12 @@ def export_model(
     reserved = dict(reserved_ids.RESERVED, first_item_id=reserved_ids.FIRST_ITEM_ID)
     _write_json(os.path.join(out_dir, RESERVED_IDS_FILE), reserved)
     _write_json(os.path.join(out_dir, MODEL_CONFIG_FILE), _config_to_dict(model_config))
+    if saved_model:
+        from study.serve import saved_model as saved_model_lib  # TensorFlow: only when asked for
+
+        saved_model_lib.save_saved_model(module, params, vocab.items,
+                                         os.path.join(out_dir, saved_model_lib.SAVED_MODEL_DIR),
+                                         row_length=row_length, top_k=top_k, platforms=platforms)
     (in_avals,), _ = exported.in_tree.unflatten(exported.in_avals)  # (args, kwargs)
     out_avals = exported.out_tree.unflatten(exported.out_avals)
     manifest = {
@@ -196,6 +204,7 @@ def export_model(
             "model_config": MODEL_CONFIG_FILE,
             "vocab": VOCAB_FILE,
             "reserved_ids": RESERVED_IDS_FILE,
+            **({"saved_model": "saved_model"} if saved_model else {}),
         },
     }
     # The manifest is written last: a directory with a manifest is a complete artifact.
