@@ -107,14 +107,15 @@ class Recommender:
 
     Attributes: ``row_length``, ``top_k`` (the most recommendations per request), ``attention``
     ("individual" | "study" | "study_two_stream"), ``manifest``, ``model_config`` (dicts),
-    ``raw_items`` (raw item id of every item id ``>= first_item_id``).
+    ``raw_items`` (raw item id of every item id ``>= first_item_id``), ``exported`` (the ``jax.export.Exported``
+    model function, for callers that compile it per batch shape).
     """
 
     def __init__(self, path: str, exported, manifest: dict, model_config: dict, vocab: dict):
         self.path = path
         self.manifest = manifest
         self.model_config = model_config
-        self._exported = exported
+        self.exported = exported
         reserved = manifest["reserved_ids"]
         expected = dict(reserved_ids.RESERVED, first_item_id=reserved_ids.FIRST_ITEM_ID)
         if reserved != expected:
@@ -281,7 +282,7 @@ class Recommender:
             chunk += [chunk[-1]] * (step - real)  # a fixed-batch artifact needs full batches
             batch = {name: np.stack([row[name] for row in chunk]) for name in SEQUENCE_INPUTS}
             batch["grade"] = np.asarray([row["grade"] for row in chunk], np.int32)
-            outputs = self._exported.call(batch)
+            outputs = self.exported.call(batch)
             all_ids.append(np.asarray(outputs["top_ids"])[:real])
             all_scores.append(np.asarray(outputs["top_scores"])[:real])
         return np.concatenate(all_ids), np.concatenate(all_scores)
@@ -291,7 +292,8 @@ class Recommender:
             raise ValueError(f"k must be an integer in 1..{self.top_k} (the top-k fixed at export), got {k!r}")
         return int(k)
 
-    def _ranked(self, ids: np.ndarray, scores: np.ndarray, k: int, exclude) -> list[tuple[str, float]]:
+    def rank(self, ids: np.ndarray, scores: np.ndarray, k: int, exclude) -> list[tuple[str, float]]:
+        """One position's ``ids, scores [top_k]`` -> the best ``k`` ``(raw_item_id, score)`` not in ``exclude``."""
         excluded = {self.item_id(raw) for raw in exclude or ()} - {self.oov}
         ranked = []
         for item_id, score in zip(ids.tolist(), scores.tolist()):
@@ -350,14 +352,14 @@ class Recommender:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         pending = []
         for number, request in enumerate(requests):
-            pending.append(self._prepare(number, request, k))
+            pending.append(self.prepare(number, request, k))
             if len(pending) == batch_size:
                 yield from self._answer(pending)
                 pending = []
         if pending:
             yield from self._answer(pending)
 
-    def _prepare(self, number: int, request, k: int) -> tuple:
+    def prepare(self, number: int, request, k: int) -> tuple:
         """Request number ``number`` -> ``(row, query_index, k, exclude)``; ValueError naming the request."""
         if not isinstance(request, Mapping) or "history" not in request:
             raise ValueError(f"request {number} must be a dict with at least a 'history' key")
@@ -382,7 +384,7 @@ class Recommender:
         """Scores prepared requests in one ``score_rows`` call; their ranked lists in order."""
         ids, scores = self.score_rows([row for row, _, _, _ in prepared])
         return [
-            self._ranked(ids[n, query], scores[n, query], request_k, exclude)
+            self.rank(ids[n, query], scores[n, query], request_k, exclude)
             for n, (_, query, request_k, exclude) in enumerate(prepared)
         ]
 
