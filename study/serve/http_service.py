@@ -1,7 +1,7 @@
 """`study serve`: an HTTP JSON recommender over a serving artifact, with micro-batching.
 
     study serve --artifact=runs/smoke/export/study [--host=127.0.0.1] [--port=8000] [--max_batch_size=64] \\
-        [--max_wait_ms=5] [--max_body_bytes=1048576] [--max_students=256] [--max_events=1000] [--max_classmates=100]
+        [--max_wait_ms=2] [--max_body_bytes=1048576] [--max_students=256] [--max_events=1000] [--max_classmates=100]
 
 Endpoints (FastAPI + uvicorn):
 
@@ -76,7 +76,7 @@ async def read_body(request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def create_app(artifact_dir: str, *, max_batch_size: int = 64, max_wait_ms: float = 5.0,
+def create_app(artifact_dir: str, *, max_batch_size: int = 64, max_wait_ms: float = 2.0,
                max_body_bytes: int = 1 << 20, max_students: int = 256, max_events: int = 1000,
                max_classmates: int = 100):
     """The FastAPI app serving ``artifact_dir``; warm-up starts in a thread when the app starts."""
@@ -202,7 +202,7 @@ def define_flags() -> None:
     flags.DEFINE_string("host", "127.0.0.1", "address to listen on (0.0.0.0: every interface)")
     flags.DEFINE_integer("port", 8000, "TCP port")
     flags.DEFINE_integer("max_batch_size", 64, "most rows scored per model call (1: one at a time)")
-    flags.DEFINE_float("max_wait_ms", 5.0, "longest a row waits for others to join its batch, milliseconds")
+    flags.DEFINE_float("max_wait_ms", 2.0, "longest a row waits for others to join its batch, milliseconds")
     flags.DEFINE_integer("max_body_bytes", 1 << 20, "largest request body accepted (413 above)")
     flags.DEFINE_integer("max_students", 256, "most students per request")
     flags.DEFINE_integer("max_events", 1000, "most events per history (the student's, each classmate's)")

@@ -27,9 +27,13 @@ import numpy as np
 
 from study.serve import serving_artifact
 
+MAX_BATCHES_IN_FLIGHT = 2
+
 
 def bucket_sizes(max_batch_size: int) -> tuple[int, ...]:
-    """Padded batch sizes compiled for ``max_batch_size``: 1, 2, 4, ... below it, then it: 48 -> (1, 2, 4, 8, 16, 32, 48)."""
+    """Padded batch sizes compiled for ``max_batch_size``: powers of two below it, then it.
+
+    ``bucket_sizes(48) == (1, 2, 4, 8, 16, 32, 48)``."""
     if max_batch_size < 1:
         raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
     sizes, size = [], 1
@@ -52,12 +56,16 @@ class BucketedScorer:
         row_shape = jax.ShapeDtypeStruct((size, self.recommender.row_length), np.int32)
         specs = {name: row_shape for name in serving_artifact.SEQUENCE_INPUTS}
         specs["grade"] = jax.ShapeDtypeStruct((size,), np.int32)
+        if self.recommender.query_exported is not None:
+            specs["query_index"] = jax.ShapeDtypeStruct((size,), np.int32)
         return specs
 
     def warm_up(self) -> dict[int, float]:
-        """Compiles every bucket; returns the seconds each took."""
+        """Compiles every bucket; returns the seconds each took. Uses the artifact's query function (ranks the
+        query position only) when it has one, else the every-position function."""
         seconds = {}
-        call = jax.jit(self.recommender.exported.call)
+        exported = self.recommender.query_exported or self.recommender.exported
+        call = jax.jit(exported.call)
         for size in self.buckets:
             start = time.perf_counter()
             self._compiled[size] = call.lower(self._specs(size)).compile()
@@ -80,11 +88,16 @@ class BucketedScorer:
             rows = [row for row, _ in chunk] + [chunk[-1][0]] * (size - len(chunk))  # pad with a real row
             batch = {name: np.stack([row[name] for row in rows]) for name in serving_artifact.SEQUENCE_INPUTS}
             batch["grade"] = np.asarray([row["grade"] for row in rows], np.int32)
-            outputs = self._compiled[size](batch)
-            queries = np.asarray([query for _, query in chunk])
-            real = np.arange(len(chunk))
-            all_ids.append(np.asarray(outputs["top_ids"])[real, queries])
-            all_scores.append(np.asarray(outputs["top_scores"])[real, queries])
+            queries = np.asarray([query for _, query in chunk] + [chunk[-1][1]] * (size - len(chunk)), np.int32)
+            if self.recommender.query_exported is not None:
+                outputs = self._compiled[size](dict(batch, query_index=queries))
+                ids, scores = np.asarray(outputs["top_ids"]), np.asarray(outputs["top_scores"])
+            else:
+                outputs = self._compiled[size](batch)
+                ids = np.asarray(outputs["top_ids"])[np.arange(size), queries]
+                scores = np.asarray(outputs["top_scores"])[np.arange(size), queries]
+            all_ids.append(ids[: len(chunk)])
+            all_scores.append(scores[: len(chunk)])
         return np.concatenate(all_ids), np.concatenate(all_scores)
 
 
@@ -151,24 +164,37 @@ class MicroBatcher:
         return batch, False
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        # Two batches in flight: one scoring on the thread while the next is gathered and queued behind it,
+        # so parsing requests and scoring overlap even when every client waits on the same batch.
+        in_flight = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+        scoring = set()
         stop = False
         while not stop:
+            await in_flight.acquire()
             first = await self._queue.get()
             if first is None:
                 break
             batch, stop = await self._gather(first)
-            start = time.perf_counter()
-            try:
-                ids, scores = await loop.run_in_executor(self._executor, self.score_batch,
-                                                         [item for item, _ in batch])
-            except Exception as error:  # noqa: BLE001 - handed to every waiting request, never lost
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            if self.on_batch is not None:
-                self.on_batch(len(batch), time.perf_counter() - start)
-            for n, (_, future) in enumerate(batch):
-                if not future.done():  # a request whose client went away is cancelled
-                    future.set_result((ids[n], scores[n]))
+            task = asyncio.get_running_loop().create_task(self._score(batch, in_flight))
+            scoring.add(task)
+            task.add_done_callback(scoring.discard)
+        await asyncio.gather(*scoring)
+
+    async def _score(self, batch: list, in_flight: asyncio.Semaphore) -> None:
+        """Scores one gathered batch on the worker thread and resolves its futures."""
+        start = time.perf_counter()
+        try:
+            ids, scores = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self.score_batch, [item for item, _ in batch])
+        except Exception as error:  # noqa: BLE001 - handed to every waiting request, never lost
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        finally:
+            in_flight.release()
+        if self.on_batch is not None:
+            self.on_batch(len(batch), time.perf_counter() - start)
+        for n, (_, future) in enumerate(batch):
+            if not future.done():  # a request whose client went away is cancelled
+                future.set_result((ids[n], scores[n]))

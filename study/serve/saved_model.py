@@ -52,11 +52,10 @@ def query_log_probs_function(module):
     ``XlaCallModule`` op of TensorFlow 2.21 cannot deserialize.
     """
 
+    from study.serve import export  # one gather rule for every artifact
+
     def query_log_probs(params, batch):
-        model_batch = {name: batch[name] for name in (*ROW_INPUTS, "grade")}
-        logits = module.apply({"params": params}, model_batch, train=False)  # [B, L, V]
-        query = batch["query_index"].astype(jnp.int32)[:, None, None]
-        at_query = jnp.take_along_axis(logits, query, axis=1)[:, 0]  # [B, V]
+        at_query = export.logits_at_query(module, params, batch)  # [B, V]
         log_probs = jax.nn.log_softmax(at_query.astype(jnp.float32), axis=-1)
         return log_probs[:, reserved_ids.FIRST_ITEM_ID :]
 
