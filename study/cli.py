@@ -8,6 +8,7 @@
     study suite      ...  train + evaluate + compare several models  (study.commands.suite)
     study export     ...  a serving artifact from a checkpoint       (study.commands.export)
     study recommend  ...  next-item recommendations from an artifact (study.serve.recommend)
+    study serve      ...  HTTP recommender with micro-batching       (study.serve.http_service)
     study homework   ...  Smart Homework picks from a fitted IRT run  (study.commands.homework)
     study bandits    ...  the EduQate protocol: all policies, report  (study.commands.bandit_protocol)
 
@@ -41,6 +42,7 @@ COMMANDS = {
     "suite": "study.commands.suite",
     "export": "study.commands.export",
     "recommend": "study.serve.recommend",
+    "serve": "study.serve.http_service",
     "homework": "study.commands.homework",
     "bandits": "study.commands.bandit_protocol",
 }

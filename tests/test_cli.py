@@ -20,8 +20,9 @@ HELP_FLAGS = {
     "eval": ["--config", "--workdir", "--split", "--evaluators", "--num_bootstrap"],
     "compare": ["--metrics", "--output_dir"],
     "suite": ["--data_dir", "--workdir", "--models", "--override"],
-    "export": ["--config", "--workdir", "--output_dir", "--top_k", "--vocab"],
+    "export": ["--config", "--workdir", "--output_dir", "--top_k", "--vocab", "--saved_model"],
     "recommend": ["--artifact", "--requests", "--output", "--k", "--batch_size"],
+    "serve": ["--artifact", "--port", "--max_batch_size", "--max_wait_ms", "--max_body_bytes"],
     "homework": ["--config", "--workdir", "--students", "--top_k", "--target", "--weights", "--factors"],
     "bandits": ["--workdir", "--preset", "--datasets", "--policies", "--topics", "--override"],
 }

@@ -175,7 +175,8 @@ def test_fixed_batch_size_artifact_serves_any_number_of_requests(tmp_path):
 def test_manifest_and_files(study_artifact):
     config, _, artifact_dir = study_artifact
     assert sorted(os.listdir(artifact_dir)) == sorted(
-        ["manifest.json", "model.jax_exported", "model_config.json", "reserved_ids.json", "vocab.json"]
+        ["manifest.json", "model.jax_exported", "model_config.json", "model_query.jax_exported", "reserved_ids.json",
+         "vocab.json"]
     )
     manifest = json.loads(open(os.path.join(artifact_dir, "manifest.json")).read())
     assert manifest["format"] == "study-serving" and manifest["format_version"] == 1

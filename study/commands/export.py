@@ -5,7 +5,8 @@
 
 Each family exports its own way (``Task.export``): the next-item models a ``jax.export`` serving artifact
 (``study.serve.export``, loadable with ``study.serve.serving_artifact`` alone; the files are listed in
-``docs/serving.md``), KNN its index files. The vocabulary is ``<config.data_dir>/vocab.json`` unless ``--vocab``.
+``docs/serving.md``) plus a TensorFlow SavedModel (``--saved_model``, default on), KNN its index files.
+The vocabulary is ``<config.data_dir>/vocab.json`` unless ``--vocab``.
 """
 
 import os
@@ -21,14 +22,19 @@ DEFAULT_TOP_K = 100  # study.serve.export.DEFAULT_TOP_K (not imported here: it p
 
 
 def export_run(config, workdir: str, output_dir: str, *, vocab_path: str | None = None, step: int | None = None,
-               top_k: int = DEFAULT_TOP_K, batch_size: int | None = None, checkpoint: str = "auto") -> str:
+               top_k: int = DEFAULT_TOP_K, batch_size: int | None = None, checkpoint: str = "auto",
+               saved_model: bool = False) -> str:
     """Exports a checkpoint of the run in ``workdir`` to ``output_dir`` (``checkpoint``: "auto" = the
-    early-stopping best when the run kept one, else the newest intact or ``step``; "latest"; "best")."""
+    early-stopping best when the run kept one, else the newest intact or ``step``; "latest"; "best").
+    ``saved_model``: the next-item families also write a TensorFlow SavedModel (KNN has none)."""
     from study.tasks import build_task
     from study.train import loop
 
     task = build_task(config)
     state = loop.restore_state(task, task.config, workdir, step, checkpoint, log=print)
+    if saved_model:
+        return task.export(state, output_dir, vocab_path=vocab_path, top_k=top_k, batch_size=batch_size,
+                           saved_model=True)
     return task.export(state, output_dir, vocab_path=vocab_path, top_k=top_k, batch_size=batch_size)
 
 
@@ -64,7 +70,8 @@ def main(argv) -> None:
     del argv
     top_k = check_flags()
     out_dir = export_run(FLAGS.config, FLAGS.workdir, FLAGS.output_dir, vocab_path=FLAGS.vocab, step=FLAGS.step,
-                         top_k=top_k, batch_size=FLAGS.batch_size, checkpoint=FLAGS.checkpoint)
+                         top_k=top_k, batch_size=FLAGS.batch_size, checkpoint=FLAGS.checkpoint,
+                         saved_model=FLAGS.saved_model)
     print(f"serving artifact written to {out_dir}")
 
 
@@ -79,5 +86,7 @@ if __name__ == "__main__":
     flags.DEFINE_integer("top_k", None, "candidates returned per position, 1..number of items (default: 100, or "
                                         "every item when the vocabulary has fewer)")
     flags.DEFINE_integer("batch_size", None, "fixed batch size (default: symbolic, any batch size)")
+    flags.DEFINE_boolean("saved_model", True, "next-item families: also write a TensorFlow SavedModel to "
+                                              "<output_dir>/saved_model (docs/serving.md); KNN: ignored")
     flags.mark_flags_as_required(["output_dir"])
     cli.run(main)

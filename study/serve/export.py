@@ -8,6 +8,8 @@ file                        content
 ==========================  ===================================================================
 ``model.jax_exported``      ``jax.export`` serialization of ``batch -> top-k`` with the
                             parameters baked in as constants (StableHLO; no pickles)
+``model_query.jax_exported``  the same model, ranking only at ``query_index`` (what ``study serve`` calls)
+``saved_model/``            with ``saved_model=True``: a TensorFlow SavedModel (``study.serve.saved_model``)
 ``manifest.json``           format version, jax version, input / output shapes and dtypes, top-k
 ``model_config.json``       the model config (``ml_collections.ConfigDict.to_dict()``)
 ``vocab.json``              the pipeline's vocabulary (raw item id of every item id)
@@ -19,7 +21,8 @@ The exported function takes the model batch (``item_ids``, ``timestamps``, ``stu
 position, the ``top_k`` candidate items (ids ``>= FIRST_ITEM_ID``, so PAD / OOV / SEP are never
 ranked) with their log-probabilities under the model:
 ``top_ids [batch, row_length, top_k] int32`` and ``top_scores [batch, row_length, top_k] float32``.
-The batch dimension is symbolic by default, so one artifact serves any batch size.
+The batch dimension is symbolic by default, so one artifact serves any batch size. The query function
+takes the same batch plus ``query_index [batch] int32`` and returns ``[batch, top_k]`` ids and scores.
 
 Usage::
 
@@ -31,6 +34,7 @@ import json
 import os
 from typing import Any, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,6 +46,7 @@ FORMAT_VERSION = 1
 DEFAULT_TOP_K = 100
 
 EXPORTED_FILE = "model.jax_exported"
+QUERY_EXPORTED_FILE = "model_query.jax_exported"
 MANIFEST_FILE = "manifest.json"
 MODEL_CONFIG_FILE = "model_config.json"
 VOCAB_FILE = "vocab.json"
@@ -70,6 +75,47 @@ def top_k_candidates(logits: jax.Array, top_k: int) -> tuple[jax.Array, jax.Arra
     return offsets.astype(jnp.int32) + reserved_ids.FIRST_ITEM_ID, scores
 
 
+def logits_at_query(module, params, batch: dict[str, jax.Array]) -> jax.Array:
+    """The model's logits at each row's ``batch["query_index"]`` (``[batch] int32``): ``[batch, vocab]``.
+
+    A model whose last layer is a ``nn.Dense`` named ``output`` at its top level (the transformers) gets that
+    layer's input cut to the query position first: the output projection over every position is most of the
+    serving cost (``row_length`` x ``emb_dim`` x ``vocab_size`` per row) and only one position is read.
+    Other models are run in full and their logits gathered at the query.
+    """
+    model_batch = {name: batch[name] for name in (*SEQUENCE_INPUTS, "grade")}
+    query = batch["query_index"].astype(jnp.int32)[:, None, None]
+    cut = []
+
+    def project_query_only(next_fun, args, kwargs, context):
+        module_ = context.module
+        if (isinstance(module_, nn.Dense) and context.method_name == "__call__"
+                and module_.scope is not None and module_.scope.path == ("output",)):
+            cut.append(True)
+            hidden = jnp.take_along_axis(args[0], query, axis=1)  # [batch, 1, emb]
+            return next_fun(hidden, *args[1:], **kwargs)
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(project_query_only):
+        logits = module.apply({"params": params}, model_batch, train=False)
+    if cut:
+        return logits[:, 0]  # [batch, 1, vocab] -> [batch, vocab]
+    return jnp.take_along_axis(logits, query, axis=1)[:, 0]
+
+
+def query_serving_function(module, params, top_k: int):
+    """The request-path function: model batch + ``query_index`` -> top-k at the query position only,
+    ``{"top_ids" [batch, top_k] int32, "top_scores" [batch, top_k] float32}`` (``row_length`` times less
+    ranking work than ``serving_function``, which ranks every position)."""
+    params = jax.tree.map(jnp.asarray, params)
+
+    def recommend_at_query(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        top_ids, top_scores = top_k_candidates(logits_at_query(module, params, batch), top_k)
+        return {"top_ids": top_ids, "top_scores": top_scores}
+
+    return recommend_at_query
+
+
 def serving_function(module, params, top_k: int):
     """The function that gets exported: model batch dict -> ``{"top_ids", "top_scores"}``."""
     params = jax.tree.map(jnp.asarray, params)
@@ -95,6 +141,13 @@ def input_specs(row_length: int, batch_size: int | None) -> dict[str, jax.ShapeD
     return specs
 
 
+def query_input_specs(row_length: int, batch_size: int | None) -> dict[str, jax.ShapeDtypeStruct]:
+    """``input_specs`` plus ``query_index [batch] int32``."""
+    specs = input_specs(row_length, batch_size)
+    specs["query_index"] = jax.ShapeDtypeStruct(specs["grade"].shape, jnp.int32)
+    return specs
+
+
 def _shape_json(aval) -> dict:
     return {
         "shape": [dim if isinstance(dim, int) else str(dim) for dim in aval.shape],
@@ -112,6 +165,7 @@ def export_model(
     row_length: int | None = None,
     top_k: int = DEFAULT_TOP_K,
     platforms: Sequence[str] | None = None,
+    saved_model: bool = False,
 ) -> str:
     """Writes the serving artifact of a sequence recommender to ``out_dir``; returns ``out_dir``.
 
@@ -124,6 +178,7 @@ def export_model(
       row_length: max row length served; default ``model_config.row_length``.
       top_k: number of candidates returned per position (clipped to the number of candidate items).
       platforms: lowering platforms (e.g. ``("cpu", "tpu")``); default the current backend plus cpu.
+      saved_model: also write a TensorFlow SavedModel to ``out_dir/saved_model`` (``study.serve.saved_model``).
     """
     from study.models import registry  # the training-side model code is needed only to export
 
@@ -161,13 +216,23 @@ def export_model(
         input_specs(row_length, batch_size)
     )
 
+    query_exported = jax.export.export(jax.jit(query_serving_function(module, params, top_k)),
+                                       platforms=tuple(platforms))(query_input_specs(row_length, batch_size))
+
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, EXPORTED_FILE), "wb") as handle:
-        handle.write(exported.serialize())
+    for name, content in ((EXPORTED_FILE, exported), (QUERY_EXPORTED_FILE, query_exported)):
+        with open(os.path.join(out_dir, name), "wb") as handle:
+            handle.write(content.serialize())
     _write_json(os.path.join(out_dir, VOCAB_FILE), vocab.to_json_dict())
     reserved = dict(reserved_ids.RESERVED, first_item_id=reserved_ids.FIRST_ITEM_ID)
     _write_json(os.path.join(out_dir, RESERVED_IDS_FILE), reserved)
     _write_json(os.path.join(out_dir, MODEL_CONFIG_FILE), _config_to_dict(model_config))
+    if saved_model:
+        from study.serve import saved_model as saved_model_lib  # TensorFlow: only when asked for
+
+        saved_model_lib.save_saved_model(module, params, vocab.items,
+                                         os.path.join(out_dir, saved_model_lib.SAVED_MODEL_DIR),
+                                         row_length=row_length, top_k=top_k, platforms=platforms)
     (in_avals,), _ = exported.in_tree.unflatten(exported.in_avals)  # (args, kwargs)
     out_avals = exported.out_tree.unflatten(exported.out_avals)
     manifest = {
@@ -193,9 +258,11 @@ def export_model(
         "timestamps": "int32 seconds; only compared, so any common offset per row may be subtracted",
         "files": {
             "exported": EXPORTED_FILE,
+            "query_exported": QUERY_EXPORTED_FILE,
             "model_config": MODEL_CONFIG_FILE,
             "vocab": VOCAB_FILE,
             "reserved_ids": RESERVED_IDS_FILE,
+            **({"saved_model": "saved_model"} if saved_model else {}),
         },
     }
     # The manifest is written last: a directory with a manifest is a complete artifact.

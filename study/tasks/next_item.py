@@ -104,7 +104,8 @@ class NextItemTask(GradientTask):
             "session": evaluators_lib.SessionEvaluator(self.predictor, self.host_batches),
         }
 
-    def export(self, state, out_dir, *, vocab_path=None, top_k=export_lib.DEFAULT_TOP_K, batch_size=None):
+    def export(self, state, out_dir, *, vocab_path=None, top_k=export_lib.DEFAULT_TOP_K, batch_size=None,
+               saved_model=False):
         vocab_path = vocab_path or os.path.join(self.config.data_dir, export_lib.VOCAB_FILE)
         return export_lib.export_model(self.config.model, jax.device_get(state.params), vocab_path, out_dir,
-                                       top_k=top_k, batch_size=batch_size)
+                                       top_k=top_k, batch_size=batch_size, saved_model=saved_model)
