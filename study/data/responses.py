@@ -27,6 +27,8 @@ import os
 
 import numpy as np
 
+from study.data import kt_sequences
+
 STATICS_FILES = ("STATICS_train.csv", "STATICS_test.csv")
 
 
@@ -82,21 +84,9 @@ class ResponseLog:
 
 
 def read_dkvmn_sequences(path: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``[(question ids [L], answers [L])]``, one per student, of a DKVMN 3-line file (ids as written)."""
-    with open(path, encoding="utf-8") as handle:
-        lines = [line.strip().rstrip(",") for line in handle if line.strip()]
-    if len(lines) % 3:
-        raise ValueError(f"{path}: {len(lines)} non-blank lines; the DKVMN format has 3 per student")
-    sequences = []
-    for start in range(0, len(lines), 3):
-        length = int(lines[start])
-        questions = np.array(lines[start + 1].split(","), np.int64)
-        answers = np.array(lines[start + 2].split(","), np.int64)
-        if len(questions) != length or len(answers) != length:
-            raise ValueError(f"{path}, line {start + 1}: length {length} but {len(questions)} questions and "
-                             f"{len(answers)} answers")
-        sequences.append((questions, answers))
-    return sequences
+    """``[(question ids [L], answers [L])]``, one per student, of a DKVMN 3-line file (ids as written;
+    ``study.data.kt_sequences.read_sequences``)."""
+    return kt_sequences.read_sequences(path)
 
 
 def question_unit(name: str) -> str:
