@@ -172,18 +172,24 @@ def load_npz(path: str) -> ResponseLog:
 
 def batch_at(log: ResponseLog, index: int, batch_size: int, seed: int) -> dict:
     """Training batch ``index`` (0-based) of the endless stream of epochs, each a seeded permutation of the
-    responses: rows ``index * batch_size ...`` of the stream, wrapping into the next epoch. A pure function
-    of ``(log, index, batch_size, seed)``, so a resumed run reads what the uninterrupted one read."""
-    size = len(log)
-    if size == 0:
+    responses (:func:`stream_rows`); a resumed run reads what the uninterrupted one read."""
+    if len(log) == 0:
         raise ValueError("the response log is empty")
+    rows = stream_rows(len(log), index, batch_size, seed)
+    return {"student": log.student[rows], "question": log.question[rows],
+            "correct": log.correct[rows].astype(np.float32)}
+
+
+def stream_rows(size: int, index: int, batch_size: int, seed: int) -> np.ndarray:
+    """``[batch_size] int64``: the rows of batch ``index`` of an endless stream of epochs over ``size`` rows,
+    each epoch a seeded permutation (rows ``index * batch_size ...`` of the stream, wrapping into the next
+    epoch). A pure function of its arguments, so any batch can be recomputed on resume."""
     positions = index * batch_size + np.arange(batch_size, dtype=np.int64)
     epochs, offsets = np.divmod(positions, size)
     rows = np.empty(batch_size, np.int64)
     for epoch in np.unique(epochs):
         rows[epochs == epoch] = _epoch_order(size, seed, int(epoch))[offsets[epochs == epoch]]
-    return {"student": log.student[rows], "question": log.question[rows],
-            "correct": log.correct[rows].astype(np.float32)}
+    return rows
 
 
 @functools.lru_cache(maxsize=2)
