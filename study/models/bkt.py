@@ -3,8 +3,10 @@
 Per skill ``s``: ``P(L0)`` (known before practice), ``P(T)`` (learns at an opportunity), ``P(G)`` (guesses
 right while not knowing), ``P(S)`` (slips while knowing); no forgetting. With ``p = P(known)`` before an
 answer to skill ``s``: ``P(correct) = p (1 - S) + (1 - p) G``; after it, Bayes' rule on the answer and then
-``p <- p' + (1 - p') T``. Guess and slip are kept below 0.5 (``0.5 * sigmoid``) so "known" stays the state
-that answers better (the usual identifiability constraint). The exact log-likelihood of the answers is the
+``p <- p' + (1 - p') T``. Guess and slip lie in [0.001, 0.5] (``0.001 + 0.499 sigmoid``): below 0.5 so
+"known" stays the state that answers better (the usual identifiability constraint), above 0.001 so both
+answer probabilities stay >= 0.001 and the Bayes-rule divisions stay bounded (without the floor, gradients
+through a thousand steps overflow to NaN on Statics2011). The exact log-likelihood of the answers is the
 training objective, so the one loop fits it like any other model.
 
 Inputs ``question [B, T] int32`` (1..Q, 0 = padding) and ``answer [B, T]``; ``skill_of`` maps question id
@@ -17,13 +19,15 @@ import jax.numpy as jnp
 import numpy as np
 
 EPS = 1e-6
+FLOOR = 1e-3  # least guess and slip probability
 
 
 def bkt_parameters(params) -> dict:
     """``{"prior", "learn", "guess", "slip"}`` probabilities ``[S]`` from the module's unconstrained params."""
     p = params["params"] if "params" in params else params
     return {"prior": jax.nn.sigmoid(p["prior_logit"]), "learn": jax.nn.sigmoid(p["learn_logit"]),
-            "guess": 0.5 * jax.nn.sigmoid(p["guess_logit"]), "slip": 0.5 * jax.nn.sigmoid(p["slip_logit"])}
+            "guess": FLOOR + (0.5 - FLOOR) * jax.nn.sigmoid(p["guess_logit"]),
+            "slip": FLOOR + (0.5 - FLOOR) * jax.nn.sigmoid(p["slip_logit"])}
 
 
 def bkt_filter(prior, learn, guess, slip, skill, answer, keep):
