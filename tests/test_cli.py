@@ -24,6 +24,8 @@ HELP_FLAGS = {
     "recommend": ["--artifact", "--requests", "--output", "--k", "--batch_size"],
     "homework": ["--config", "--workdir", "--students", "--top_k", "--target", "--weights", "--factors"],
     "bandits": ["--workdir", "--preset", "--datasets", "--policies", "--topics", "--override"],
+    "kt": ["--workdir", "--datasets", "--models", "--folds", "--statics_folds", "--epochs", "--synthetic_epochs",
+           "--override"],
 }
 
 
