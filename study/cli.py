@@ -11,6 +11,7 @@
     study serve      ...  HTTP recommender with micro-batching       (study.serve.http_service)
     study homework   ...  Smart Homework picks from a fitted IRT run  (study.commands.homework)
     study bandits    ...  the EduQate protocol: all policies, report  (study.commands.bandit_protocol)
+    study kt         ...  knowledge-tracing AUC table, Q-matrix       (study.commands.kt_table)
 
 Each sub-command is the `python -m` module named beside it, with the same absl flags; `study CMD --help`
 lists them and exits 0.
@@ -45,6 +46,7 @@ COMMANDS = {
     "serve": "study.serve.http_service",
     "homework": "study.commands.homework",
     "bandits": "study.commands.bandit_protocol",
+    "kt": "study.commands.kt_table",
 }
 
 

@@ -25,6 +25,8 @@ HELP_FLAGS = {
     "serve": ["--artifact", "--port", "--max_batch_size", "--max_wait_ms", "--max_body_bytes"],
     "homework": ["--config", "--workdir", "--students", "--top_k", "--target", "--weights", "--factors"],
     "bandits": ["--workdir", "--preset", "--datasets", "--policies", "--topics", "--override"],
+    "kt": ["--workdir", "--datasets", "--models", "--folds", "--statics_folds", "--epochs", "--synthetic_epochs",
+           "--override"],
 }
 
 

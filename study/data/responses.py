@@ -27,6 +27,8 @@ import os
 
 import numpy as np
 
+from study.data import kt_sequences
+
 STATICS_FILES = ("STATICS_train.csv", "STATICS_test.csv")
 
 
@@ -82,21 +84,9 @@ class ResponseLog:
 
 
 def read_dkvmn_sequences(path: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``[(question ids [L], answers [L])]``, one per student, of a DKVMN 3-line file (ids as written)."""
-    with open(path, encoding="utf-8") as handle:
-        lines = [line.strip().rstrip(",") for line in handle if line.strip()]
-    if len(lines) % 3:
-        raise ValueError(f"{path}: {len(lines)} non-blank lines; the DKVMN format has 3 per student")
-    sequences = []
-    for start in range(0, len(lines), 3):
-        length = int(lines[start])
-        questions = np.array(lines[start + 1].split(","), np.int64)
-        answers = np.array(lines[start + 2].split(","), np.int64)
-        if len(questions) != length or len(answers) != length:
-            raise ValueError(f"{path}, line {start + 1}: length {length} but {len(questions)} questions and "
-                             f"{len(answers)} answers")
-        sequences.append((questions, answers))
-    return sequences
+    """``[(question ids [L], answers [L])]``, one per student, of a DKVMN 3-line file (ids as written;
+    ``study.data.kt_sequences.read_sequences``)."""
+    return kt_sequences.read_sequences(path)
 
 
 def question_unit(name: str) -> str:
@@ -182,18 +172,24 @@ def load_npz(path: str) -> ResponseLog:
 
 def batch_at(log: ResponseLog, index: int, batch_size: int, seed: int) -> dict:
     """Training batch ``index`` (0-based) of the endless stream of epochs, each a seeded permutation of the
-    responses: rows ``index * batch_size ...`` of the stream, wrapping into the next epoch. A pure function
-    of ``(log, index, batch_size, seed)``, so a resumed run reads what the uninterrupted one read."""
-    size = len(log)
-    if size == 0:
+    responses (:func:`stream_rows`); a resumed run reads what the uninterrupted one read."""
+    if len(log) == 0:
         raise ValueError("the response log is empty")
+    rows = stream_rows(len(log), index, batch_size, seed)
+    return {"student": log.student[rows], "question": log.question[rows],
+            "correct": log.correct[rows].astype(np.float32)}
+
+
+def stream_rows(size: int, index: int, batch_size: int, seed: int) -> np.ndarray:
+    """``[batch_size] int64``: the rows of batch ``index`` of an endless stream of epochs over ``size`` rows,
+    each epoch a seeded permutation (rows ``index * batch_size ...`` of the stream, wrapping into the next
+    epoch). A pure function of its arguments, so any batch can be recomputed on resume."""
     positions = index * batch_size + np.arange(batch_size, dtype=np.int64)
     epochs, offsets = np.divmod(positions, size)
     rows = np.empty(batch_size, np.int64)
     for epoch in np.unique(epochs):
         rows[epochs == epoch] = _epoch_order(size, seed, int(epoch))[offsets[epochs == epoch]]
-    return {"student": log.student[rows], "question": log.question[rows],
-            "correct": log.correct[rows].astype(np.float32)}
+    return rows
 
 
 @functools.lru_cache(maxsize=2)

@@ -7,6 +7,8 @@
 ``knn``         KNN nearest contexts, fitted in one pass                               ``study.tasks.nearest_contexts``
 ``irt``         Bayesian 2PL / factorization / hierarchical IRT by SVI                 ``study.tasks.irt``
 ``eduqate``     EduQate, WIQL, Threshold Whittle, Myopic, Random (``model.policy``)    ``study.tasks.curriculum_bandits``
+``knowledge_``  DKVMN, DQKT, DKT, BKT knowledge tracing (``config.model.name``)         ``study.tasks.knowledge_tracing``
+``tracing``
 ==============  ====================================================================  ==============================
 
 A family is one module here (a ``study.train.task.Task``) plus one config file in ``configs/``.
@@ -16,6 +18,7 @@ import ml_collections
 
 from study.tasks.curriculum_bandits import CurriculumBanditTask
 from study.tasks.irt import IrtTask
+from study.tasks.knowledge_tracing import KnowledgeTracingTask
 from study.tasks.nearest_contexts import NearestContextsTask
 from study.tasks.next_item import NextItemTask
 from study.train import loop, sharding
@@ -25,6 +28,7 @@ TASKS = {
     "knn": NearestContextsTask,
     "irt": IrtTask,
     "eduqate": CurriculumBanditTask,
+    "knowledge_tracing": KnowledgeTracingTask,
 }
 
 
