@@ -7,6 +7,7 @@
 ``knn``         KNN nearest contexts, fitted in one pass                               ``study.tasks.nearest_contexts``
 ``irt``         Bayesian 2PL / factorization / hierarchical IRT by SVI                 ``study.tasks.irt``
 ``eduqate``     EduQate, WIQL, Threshold Whittle, Myopic, Random (``model.policy``)    ``study.tasks.curriculum_bandits``
+``gnn_rl``      GNN-RL graph recommender, PPO MLP (imitation, REINFORCE, PPO)          ``study.tasks.document_sequencing``
 ==============  ====================================================================  ==============================
 
 A family is one module here (a ``study.train.task.Task``) plus one config file in ``configs/``.
@@ -15,6 +16,7 @@ A family is one module here (a ``study.train.task.Task``) plus one config file i
 import ml_collections
 
 from study.tasks.curriculum_bandits import CurriculumBanditTask
+from study.tasks.document_sequencing import DocumentSequencingTask
 from study.tasks.irt import IrtTask
 from study.tasks.nearest_contexts import NearestContextsTask
 from study.tasks.next_item import NextItemTask
@@ -25,6 +27,7 @@ TASKS = {
     "knn": NearestContextsTask,
     "irt": IrtTask,
     "eduqate": CurriculumBanditTask,
+    "gnn_rl": DocumentSequencingTask,
 }
 
 
