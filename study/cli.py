@@ -10,6 +10,7 @@
     study recommend  ...  next-item recommendations from an artifact (study.serve.recommend)
     study homework   ...  Smart Homework picks from a fitted IRT run  (study.commands.homework)
     study bandits    ...  the EduQate protocol: all policies, report  (study.commands.bandit_protocol)
+    study gnn_rl     ...  GNN-RL fine-tuning comparison, report       (study.commands.gnn_rl_protocol)
 
 Each sub-command is the `python -m` module named beside it, with the same absl flags; `study CMD --help`
 lists them and exits 0.
@@ -43,6 +44,7 @@ COMMANDS = {
     "recommend": "study.serve.recommend",
     "homework": "study.commands.homework",
     "bandits": "study.commands.bandit_protocol",
+    "gnn_rl": "study.commands.gnn_rl_protocol",
 }
 
 
