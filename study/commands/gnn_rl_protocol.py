@@ -59,6 +59,11 @@ def learning_curve(run_dir: str) -> list:
     return [points[step] for step in sorted(points)]
 
 
+def finished_curve(run_dir: str) -> list:
+    """The learning curve of a run that has one (empty for a new run)."""
+    return learning_curve(run_dir) if os.path.exists(os.path.join(run_dir, "metrics.jsonl")) else []
+
+
 def plot(curves: dict, path: str) -> None:
     import matplotlib
 
@@ -99,7 +104,9 @@ def protocol(workdir: str, pretrained: str, seeds: int = 10, scenarios=SCENARIOS
             curves[scenario][method] = []
             for seed in range(seeds):
                 run_dir = os.path.join(workdir, scenario, method, f"seed{seed}")
-                train(run_config(method, scenario, seed, pretrained, overrides), run_dir)
+                config = run_config(method, scenario, seed, pretrained, overrides)
+                if len(finished_curve(run_dir)) < config.model.num_collects:  # a finished run is read, not re-run
+                    train(config, run_dir)
                 curves[scenario][method].append(learning_curve(run_dir))
             seconds[f"{scenario}/{method}"] = time.perf_counter() - start
             final = np.asarray(curves[scenario][method])[:, -1]

@@ -3,8 +3,8 @@
 ``config.task = "gnn_rl"``. One loop update is one *collect then K updates*: the update runs
 ``graphs_per_collect`` courses x ``students_per_collect`` new students for a whole episode each with the
 current policy (``study.sims.document_students.rollout``, inside the jitted update), then
-``updates_per_collect`` passes over the collected decisions in shuffled minibatches of ``minibatch_size``,
-each an optimizer step of ``config.optimizer`` (the loop's optimizer and schedule,
+``updates_per_collect`` optimizer steps of ``config.optimizer``, each on a minibatch of ``minibatch_size``
+collected decisions (consecutive slices of shuffled passes over the collect) (the loop's optimizer and schedule,
 ``study.train.schedules.make_optimizer``). The task is an :class:`~study.train.task.UpdateTask` because the
 data of an update depends on the parameters; its state is ``{"policy": parameters, "opt_state": ...}``, so
 the loop's checkpoints, exact resume, ``init_from`` (``init_from.params = ["policy/.*"]``: fine-tuning from a
@@ -77,6 +77,10 @@ class DocumentSequencingTask(UpdateTask):
 
     # -- the policy ---------------------------------------------------------------------------------------
     def course(self, index) -> dict:
+        """The arrays of course ``index``; with one course, the same arrays for any index, unbatched under
+        ``vmap``, so that the student-independent part of the graph network is computed once per batch."""
+        if len(self.courses) == 1:
+            index = 0
         return {name: jnp.asarray(value)[index] for name, value in self.stacked.items()}
 
     def apply(self, params, course: dict, feedback):
@@ -200,16 +204,14 @@ class DocumentSequencingTask(UpdateTask):
             return self.bandit_update(state, rng)
         collect_key, shuffle_key = jax.random.split(rng)
         data, collect_return = self.collect(state["policy"], collect_key)
-        rows = data["weights"].shape[0]
-        per_pass = -(-rows // model.minibatch_size)
-        order = jax.vmap(lambda k: jnp.concatenate([jax.random.permutation(k, rows),
-                                                    jnp.full((per_pass * model.minibatch_size - rows,), rows)]))(
-            jax.random.split(shuffle_key, model.updates_per_collect)).reshape(-1, model.minibatch_size)
-        padded = {name: jnp.concatenate([value, jnp.zeros_like(value[:1])]) for name, value in data.items()}
+        rows, size, steps = data["weights"].shape[0], model.minibatch_size, model.updates_per_collect
+        passes = -(-steps * size // rows)  # minibatches run through shuffled passes over the collect
+        order = jnp.concatenate([jax.random.permutation(k, rows) for k in jax.random.split(shuffle_key, passes)])
+        order = order[:steps * size].reshape(steps, size)
 
         def one_update(carry, index):
             params, opt_state = carry
-            minibatch = {name: value[index] for name, value in padded.items()}
+            minibatch = {name: value[index] for name, value in data.items()}
 
             def loss_of(p):
                 loss_sum, weight_sum, aux = self.minibatch_loss(p, minibatch)
