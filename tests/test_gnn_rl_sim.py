@@ -70,14 +70,14 @@ def test_preference_edge_is_a_requirement_when_kept():
     assert int(ds.step(course, student([0, 1, 0, 1], course["prerequisite"]), 1)[1]) == ds.RIGHT_LEVEL
 
 
-@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("p", [0.3, 1.0])
 def test_preference_edges_drawn_per_student_with_p(p):
     course = tiny_course()
-    keys = jax.random.split(jax.random.key(1), 4000)
+    keys = jax.random.split(jax.random.key(1), 2000)
     students = jax.jit(jax.vmap(lambda k: ds.sample_student(course, k, "none", preference_p=p)))(keys)
     kept = np.asarray(students["requires"][:, 0, 2])
     assert np.all(np.asarray(students["requires"][:, 0, 1]))  # prerequisites always
-    assert abs(kept.mean() - p) <= 4 * np.sqrt(p * (1 - p) / 4000) + 1e-9
+    assert abs(kept.mean() - p) <= 4 * np.sqrt(p * (1 - p) / 2000) + 1e-9
 
 
 def test_topological_order_lowest_index_first():
@@ -94,7 +94,7 @@ def chain_course(m):
             "doc_mask": np.ones(m, bool)}
 
 
-def known_counts(course, scenario, n=6000):
+def known_counts(course, scenario, n=3000):
     keys = jax.random.split(jax.random.key(7), n)
     knowledge = np.asarray(jax.jit(jax.vmap(lambda k: ds.sample_student(course, k, scenario)["knowledge"]))(keys))
     counts = knowledge.sum(1)
@@ -104,7 +104,7 @@ def known_counts(course, scenario, n=6000):
 
 
 def test_scenario_distributions_on_a_chain():
-    m, n = 5, 6000
+    m, n = 5, 3000
     course = chain_course(m)
     assert np.all(known_counts(course, "none", 200) == 0)
     freq = np.bincount(known_counts(course, "uniform", n), minlength=m + 1) / n
@@ -163,11 +163,11 @@ def test_intro_to_ml_background_gates_the_bottom_row():
     course = cc.load_course(os.path.join(CORPORA, cc.INTRO_TO_ML))
     arrays = cc.padded(course, cc.common_dims([course]))
     bottom = np.array([name.endswith("_2") for name in course.kc_names])
-    keys = jax.random.split(jax.random.key(0), 3000)
+    keys = jax.random.split(jax.random.key(0), 1500)
     students = jax.jit(jax.vmap(lambda k: ds.sample_student(arrays, k, "uniform")))(keys)
     knowledge = np.asarray(students["knowledge"])
     has_background = knowledge[:, -1]
-    assert abs(has_background.mean() - 0.5) < 4 * np.sqrt(0.25 / 3000)
+    assert abs(has_background.mean() - 0.5) < 4 * np.sqrt(0.25 / 1500)
     assert not knowledge[~has_background][:, bottom].any()  # bottom row out of reach without the background
     assert knowledge[~has_background].sum(1).max() == 22  # uniform on {0..22} over the two upper rows
     assert knowledge[has_background][:, bottom].any()
