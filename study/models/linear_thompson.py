@@ -34,4 +34,5 @@ def sample_scores(posterior: dict, x, key, scale: float = 1.0):
 def observe(posterior: dict, x, doc, reward) -> dict:
     """The posterior after ``reward`` for recommending ``doc`` in context ``x [D, 3]``."""
     chosen = x[doc]
-    return {"A": posterior["A"].at[doc].add(jnp.outer(chosen, chosen)), "b": posterior["b"].at[doc].add(reward * chosen)}
+    return {"A": posterior["A"].at[doc].add(jnp.outer(chosen, chosen)),
+            "b": posterior["b"].at[doc].add(reward * chosen)}

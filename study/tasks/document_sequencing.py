@@ -1,24 +1,24 @@
 """GNN-RL (Vassoyan et al. 2024) on the one loop: document-sequencing policies trained on simulated students.
 
 ``config.task = "gnn_rl"``. One loop update is one *collect then K updates*: the update runs
-``graphs_per_collect`` courses x ``students_per_collect`` new students for a whole episode each with the
-current policy (``study.sims.document_students.rollout``, inside the jitted update), then
-``updates_per_collect`` optimizer steps of ``config.optimizer``, each on a minibatch of ``minibatch_size``
-collected decisions (consecutive slices of shuffled passes over the collect) (the loop's optimizer and schedule,
-``study.train.schedules.make_optimizer``). The task is an :class:`~study.train.task.UpdateTask` because the
-data of an update depends on the parameters; its state is ``{"policy": parameters, "opt_state": ...}``, so
-the loop's checkpoints, exact resume, ``init_from`` (``init_from.params = ["policy/.*"]``: fine-tuning from a
-pre-trained run) and frozen parameters apply as to any family.
+``graphs_per_collect`` courses x ``students_per_collect`` new students for a whole episode each with the current
+policy (``study.sims.document_students.rollout``, inside the jitted update), then ``updates_per_collect``
+optimizer steps of ``config.optimizer`` (the loop's optimizer and schedule,
+``study.train.schedules.make_optimizer``), each on a minibatch of ``minibatch_size`` collected decisions
+(consecutive slices of shuffled passes over the collect). The task is an :class:`~study.train.task.UpdateTask`
+because the data of an update depends on the parameters; its state is ``{"policy": parameters, "opt_state":
+...}``, so the loop's checkpoints, exact resume, ``init_from`` (``init_from.params = ["policy/.*"]``:
+fine-tuning from a pre-trained run) and frozen parameters apply as to any family.
 
-``model.algorithm``: "imitation" (maximise the probability of the oracle's set of documents at the right
-level, on states the current policy visits), "reinforce" (discounted returns standardised over the collect,
-entropy bonus) or "ppo" (clipped surrogate + value loss, GAE). ``model.policy``: "graph" (the graph
-transformer, ``study.models.graph_transformer``), "mlp" (``study.models.feedback_mlp``, one course only) or
-"linear_ts" (``study.models.linear_thompson``: no gradient; an update runs ``students_per_collect`` episodes one
-after the other, updating the posterior after every recommendation; ``algorithm`` is not read).
+``model.algorithm``: "imitation" (maximise the probability of the oracle's set of documents at the right level,
+on states the current policy visits), "reinforce" (discounted returns, standardised over the collect when
+``normalize_returns``; entropy bonus) or "ppo" (clipped surrogate + value loss, GAE). ``model.policy``: "graph"
+(the graph transformer, ``study.models.graph_transformer``), "mlp" (``study.models.feedback_mlp``, one course
+only) or "linear_ts" (``study.models.linear_thompson``: no gradient; an update runs ``students_per_collect``
+episodes one after the other, updating the posterior after every recommendation; ``algorithm`` is not read).
 
-Evaluator ``policy_return``: the episodic return of test students (validation seeds 0..n-1, test seeds
-10^6 + 0..n-1), each on course ``seed mod number of courses``, sampling from the policy.
+Evaluator ``policy_return``: the episodic return of test students (validation seeds 0..n-1, test seeds 10^6 +
+0..n-1), each on course ``seed mod number of courses``, sampling from the policy.
 """
 
 import os
@@ -86,7 +86,8 @@ class DocumentSequencingTask(UpdateTask):
     def apply(self, params, course: dict, feedback):
         """``(logits [D], value [])`` for one student (the graph policy has no value: 0)."""
         if self.model.policy == "graph":
-            return self.network.apply({"params": params}, graph_transformer.course_graph(course), feedback), jnp.zeros(())
+            graph = graph_transformer.course_graph(course)
+            return self.network.apply({"params": params}, graph, feedback), jnp.zeros(())
         return self.network.apply({"params": params}, feedback)
 
     def init_state(self, rng):
@@ -169,8 +170,8 @@ class DocumentSequencingTask(UpdateTask):
         course = self.course(0)
         student_key, run_key = jax.random.split(key)
         # The same student as ``rollout`` draws from ``key``: every method meets the same test students.
-        student = ds.sample_student(course, jax.random.split(student_key, 1)[0], self.model.scenario, self.model.preference_p,
-                                    self.model.background_p)
+        student = ds.sample_student(course, jax.random.split(student_key, 1)[0], self.model.scenario,
+                                    self.model.preference_p, self.model.background_p)
         zeros = jnp.zeros(self.dims.docs, jnp.float32)
 
         def one_step(carry, t):
