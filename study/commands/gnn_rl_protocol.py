@@ -121,7 +121,7 @@ def protocol(workdir: str, pretrained: str, seeds: int = 10, scenarios=SCENARIOS
         f"{seeds} seeds per scenario and method; final return = mean test episodic return (20 test students) "
         "after the last epoch, mean (std) over seeds; the paper's Table 1 (30 seeds) in brackets.", "",
         "| method | " + " | ".join(curves) + " |", "|---|" + "---|" * len(curves), *rows, "",
-        "Wall time (seconds): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()), ""])
+        "Wall time of this invocation (seconds; finished runs are read, not re-run): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()), ""])
     out = os.path.join(workdir, "report")
     os.makedirs(out, exist_ok=True)
     report = {"seeds": seeds, "pretrained": pretrained, "summary": summary, "curves": curves, "seconds": seconds}
