@@ -12,6 +12,7 @@
     study homework   ...  Smart Homework picks from a fitted IRT run  (study.commands.homework)
     study bandits    ...  the EduQate protocol: all policies, report  (study.commands.bandit_protocol)
     study kt         ...  knowledge-tracing AUC table, Q-matrix       (study.commands.kt_table)
+    study gnn_rl     ...  GNN-RL fine-tuning comparison, report       (study.commands.gnn_rl_protocol)
 
 Each sub-command is the `python -m` module named beside it, with the same absl flags; `study CMD --help`
 lists them and exits 0.
@@ -47,6 +48,7 @@ COMMANDS = {
     "homework": "study.commands.homework",
     "bandits": "study.commands.bandit_protocol",
     "kt": "study.commands.kt_table",
+    "gnn_rl": "study.commands.gnn_rl_protocol",
 }
 
 

@@ -27,6 +27,7 @@ HELP_FLAGS = {
     "bandits": ["--workdir", "--preset", "--datasets", "--policies", "--topics", "--override"],
     "kt": ["--workdir", "--datasets", "--models", "--folds", "--statics_folds", "--epochs", "--synthetic_epochs",
            "--override"],
+    "gnn_rl": ["--workdir", "--pretrained", "--seeds", "--scenarios", "--methods", "--override"],
 }
 
 
@@ -154,6 +155,14 @@ def test_suite_unknown_model(tmp_path, data_dir):
                             "--models=study,transfomer", "--preset=smoke"))
     assert "unknown model 'transfomer'" in line and "configs/transfomer.py" in line
     assert not (tmp_path / "suite").exists()
+
+
+def test_gnn_rl_without_a_pretrained_run_names_the_flag(tmp_path):
+    line = error_line(study("gnn_rl", f"--workdir={tmp_path / 'compare'}", f"--pretrained={tmp_path / 'none'}"))
+    assert "--pretrained=" in line and "pre-train first" in line
+    assert not os.path.exists(tmp_path / "compare")
+    line = error_line(study("gnn_rl", f"--workdir={tmp_path / 'compare'}", "--methods=pretrained,dqn"))
+    assert "--methods" in line and "dqn" in line
 
 
 def test_suite_bad_override(tmp_path, data_dir):

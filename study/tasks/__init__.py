@@ -9,6 +9,7 @@
 ``eduqate``     EduQate, WIQL, Threshold Whittle, Myopic, Random (``model.policy``)    ``study.tasks.curriculum_bandits``
 ``knowledge_``  DKVMN, DQKT, DKT, BKT knowledge tracing (``config.model.name``)         ``study.tasks.knowledge_tracing``
 ``tracing``
+``gnn_rl``      GNN-RL graph recommender, PPO MLP (imitation, REINFORCE, PPO)          ``study.tasks.document_sequencing``
 ==============  ====================================================================  ==============================
 
 A family is one module here (a ``study.train.task.Task``) plus one config file in ``configs/``.
@@ -17,6 +18,7 @@ A family is one module here (a ``study.train.task.Task``) plus one config file i
 import ml_collections
 
 from study.tasks.curriculum_bandits import CurriculumBanditTask
+from study.tasks.document_sequencing import DocumentSequencingTask
 from study.tasks.irt import IrtTask
 from study.tasks.knowledge_tracing import KnowledgeTracingTask
 from study.tasks.nearest_contexts import NearestContextsTask
@@ -29,6 +31,7 @@ TASKS = {
     "irt": IrtTask,
     "eduqate": CurriculumBanditTask,
     "knowledge_tracing": KnowledgeTracingTask,
+    "gnn_rl": DocumentSequencingTask,
 }
 
 
