@@ -1,16 +1,15 @@
 """Model families on the one training loop: ``config.task`` names one, :func:`build_task` builds it.
 
-==============  ====================================================================  ==============================
-``task``        family                                                                module
-==============  ====================================================================  ==============================
-``next_item``   STUDY, Individual, two-stream, SAMN, SR-GNN (``config.model.name``)   ``study.tasks.next_item``
-``knn``         KNN nearest contexts, fitted in one pass                               ``study.tasks.nearest_contexts``
-``irt``         Bayesian 2PL / factorization / hierarchical IRT by SVI                 ``study.tasks.irt``
-``eduqate``     EduQate, WIQL, Threshold Whittle, Myopic, Random (``model.policy``)    ``study.tasks.curriculum_bandits``
-``knowledge_``  DKVMN, DQKT, DKT, BKT knowledge tracing (``config.model.name``)         ``study.tasks.knowledge_tracing``
-``tracing``
-``gnn_rl``      GNN-RL graph recommender, PPO MLP (imitation, REINFORCE, PPO)          ``study.tasks.document_sequencing``
-==============  ====================================================================  ==============================
+======================  ====================================================================  ==============================
+``task``                family                                                                module
+======================  ====================================================================  ==============================
+``next_item``           STUDY, Individual, two-stream, SAMN, SR-GNN (``config.model.name``)   ``study.tasks.next_item``
+``knn``                 KNN nearest contexts, fitted in one pass                               ``study.tasks.nearest_contexts``
+``irt``                 Bayesian 2PL / factorization / hierarchical IRT by SVI                 ``study.tasks.irt``
+``eduqate``             EduQate, WIQL, Threshold Whittle, Myopic, Random (``model.policy``)    ``study.tasks.curriculum_bandits``
+``knowledge_tracing``   DKVMN, DQKT, DKT, BKT knowledge tracing (``config.model.name``)         ``study.tasks.knowledge_tracing``
+``gnn_rl``              GNN-RL graph recommender, PPO MLP (imitation, REINFORCE, PPO)          ``study.tasks.document_sequencing``
+======================  ====================================================================  ==============================
 
 A family is one module here (a ``study.train.task.Task``) plus one config file in ``configs/``.
 """
